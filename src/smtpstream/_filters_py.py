@@ -1,0 +1,604 @@
+"""Pure-Python twin of the compiled filters: the reference implementation.
+
+Same classes, arguments, attributes, outputs and errors as ``smtpstream._filters``
+(see ``docs/filters.md``); the behaviour is LuaSocket 3's ``mime.c``. Every
+filter works on whole chunks with ``bytes`` built-ins, ``binascii`` and ``re``,
+carrying its state as a short remainder; no loop runs per byte.
+"""
+from __future__ import annotations
+
+import binascii
+import re
+
+__all__ = [
+    "Base64Encoder",
+    "Base64Decoder",
+    "QPEncoder",
+    "QPDecoder",
+    "LineWrapper",
+    "QPWrapper",
+    "EOLNormalizer",
+    "DotStuffer",
+    "Base64WrapEncoder",
+    "NormalizeStuffer",
+]
+
+CRLF = b"\r\n"
+CR = 13
+LF = 10
+
+
+def _as_bytes(owner: object, chunk: object) -> bytes:
+    """Return ``chunk`` as bytes, or raise the contract's TypeError."""
+    if type(chunk) is bytes:
+        return chunk  # type: ignore[return-value]
+    if isinstance(chunk, str) or not isinstance(chunk, (bytearray, memoryview)):
+        try:
+            view = memoryview(chunk)  # type: ignore[arg-type]
+        except TypeError:
+            raise TypeError(
+                f"{type(owner).__name__} needs a bytes-like chunk or None, "
+                f"got {type(chunk).__name__}"
+            ) from None
+        return view.tobytes()
+    return bytes(chunk)
+
+
+def _check_length(length: object, minimum: int, what: str) -> int:
+    if isinstance(length, bool) or not isinstance(length, int):
+        raise TypeError(f"{what} length must be an int, got {type(length).__name__}")
+    if length < minimum:
+        raise ValueError(f"{what} length must be at least {minimum}, got {length}")
+    return length
+
+
+def _check_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    return value
+
+
+def _check_marker(marker: object) -> bytes:
+    if isinstance(marker, str):
+        raise TypeError("marker must be bytes, got str")
+    try:
+        return bytes(memoryview(marker))  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"marker must be bytes, got {type(marker).__name__}") from None
+
+
+class _Filter:
+    """The chunk protocol shared by every filter: data, then one ``None``."""
+
+    __slots__ = ("_finished",)
+
+    def __init__(self) -> None:
+        self._finished = False
+
+    @property
+    def finished(self) -> bool:
+        """True once the filter has been flushed with ``None``."""
+        return self._finished
+
+    def __call__(self, chunk: bytes | bytearray | memoryview | None) -> bytes:
+        if self._finished:
+            raise ValueError(
+                f"{type(self).__name__} was already flushed: called after end of input"
+            )
+        if chunk is None:
+            self._finished = True
+            return self._flush()
+        return self._feed(_as_bytes(self, chunk))
+
+    def _feed(self, data: bytes) -> bytes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _flush(self) -> bytes:
+        return b""
+
+
+# --------------------------------------------------------------------------
+# Base64
+
+class Base64Encoder(_Filter):
+    """Base64 without line breaks (LuaSocket ``b64``); pads at the end."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending = b""
+
+    @property
+    def pending(self) -> bytes:
+        """The 0-2 input bytes that do not make a full 3-byte group yet."""
+        return self._pending
+
+    def _feed(self, data: bytes) -> bytes:
+        if self._pending:
+            data = self._pending + data
+        cut = len(data) - len(data) % 3
+        self._pending = data[cut:]
+        return binascii.b2a_base64(data[:cut], newline=False) if cut else b""
+
+    def _flush(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return binascii.b2a_base64(rest, newline=False) if rest else b""
+
+
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_NOT_VALID = bytes(b for b in range(256) if b not in _B64_ALPHABET + b"=")
+_B64_PAD_AS_ZERO = bytes.maketrans(b"=", b"A")
+
+
+class Base64Decoder(_Filter):
+    """Base64 decoding as LuaSocket's ``unb64`` does it.
+
+    Bytes outside the alphabet are skipped; ``=`` counts as the digit 0 and only
+    shortens a group's output when it is the group's 3rd (1 byte out) or 4th
+    (2 bytes out) character; decoding carries on after padding. An incomplete
+    final group is dropped.
+    """
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending = b""
+
+    @property
+    def pending(self) -> bytes:
+        """The 0-3 valid characters of the incomplete group."""
+        return self._pending
+
+    def _feed(self, data: bytes) -> bytes:
+        data = self._pending + data.translate(None, _B64_NOT_VALID)
+        cut = len(data) - len(data) % 4
+        self._pending = data[cut:]
+        if not cut:
+            return b""
+        groups = data[:cut]
+        if b"=" not in groups:
+            return binascii.a2b_base64(groups)
+        decoded = binascii.a2b_base64(groups.translate(_B64_PAD_AS_ZERO))
+        return _trim_padded_groups(groups, decoded)
+
+    def _flush(self) -> bytes:
+        self._pending = b""
+        return b""
+
+
+def _trim_padded_groups(groups: bytes, decoded: bytes) -> bytes:
+    """Shorten the output of each group whose 3rd or 4th character is ``=``."""
+    pieces = []
+    start = 0  # next decoded byte not yet copied
+    at = groups.find(b"=")
+    while at >= 0:
+        group = at // 4
+        position = at % 4
+        if position >= 2:
+            keep = 1 if groups[group * 4 + 2] == 0x3D else 2
+            pieces.append(decoded[start : group * 3 + keep])
+            start = group * 3 + 3
+            at = groups.find(b"=", group * 4 + 4)
+        else:
+            # '=' in the first two places counts as a zero digit; look further in the group
+            at = groups.find(b"=", at + 1)
+    pieces.append(decoded[start:])
+    return b"".join(pieces)
+
+
+# --------------------------------------------------------------------------
+# Quoted-printable
+
+# Bytes that are always written as =XX, except CR and LF, which the encoder
+# resolves separately (they may form the CRLF line break).
+_QP_QUOTED_RUN = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f=\x7f-\xff]+")
+_QP_PLAIN = frozenset(range(33, 61)) | frozenset(range(62, 127))
+
+
+def _quote_run(match: re.Match[bytes]) -> bytes:
+    return b"=" + binascii.hexlify(match.group(), b"=").upper()
+
+
+def _qp_quote_all(data: bytes) -> bytes:
+    """=XX for every byte that is not plain (the end-of-input rule)."""
+    return b"".join(
+        bytes([b]) if b in _QP_PLAIN else b"=%02X" % b for b in data
+    )
+
+
+class QPEncoder(_Filter):
+    """Quoted-printable encoding as LuaSocket's ``qp``.
+
+    CRLF becomes ``marker`` (CRLF in text mode, ``=0D=0A`` in binary mode); the
+    last SPACE or TAB before a CRLF is quoted; lone CR and LF are quoted. No
+    line length limit: that is :class:`QPWrapper`'s job.
+    """
+
+    __slots__ = ("_pending", "_marker")
+
+    def __init__(self, marker: bytes = CRLF) -> None:
+        super().__init__()
+        self._marker = _check_marker(marker)
+        self._pending = b""
+
+    @property
+    def pending(self) -> bytes:
+        """The unresolved tail: a CR, a SPACE/TAB, or a SPACE/TAB and one more byte."""
+        return self._pending
+
+    def _feed(self, data: bytes) -> bytes:
+        if self._pending:
+            data = self._pending + data
+        # The tail that still needs look-ahead: a SPACE or TAB waits for two
+        # more bytes (is CRLF next?), a CR for one (is LF next?).
+        cut = len(data)
+        if cut >= 2 and data[cut - 2] in (9, 32):
+            cut -= 2
+        elif cut and data[cut - 1] in (9, 32, CR):
+            cut -= 1
+        self._pending = data[cut:]
+        return self._encode(data[:cut]) if cut else b""
+
+    def _encode(self, text: bytes) -> bytes:
+        text = _QP_QUOTED_RUN.sub(_quote_run, text)
+        if b"\r" in text or b"\n" in text:
+            # NUL was quoted above, so it can stand for a CRLF line break here.
+            text = text.replace(b"\r\n", b"\x00")
+            text = text.replace(b" \x00", b"=20\x00").replace(b"\t\x00", b"=09\x00")
+            text = text.replace(b"\r", b"=0D").replace(b"\n", b"=0A")
+            text = text.replace(b"\x00", self._marker)
+        return text
+
+    def _flush(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        if not rest:
+            return b""
+        return _qp_quote_all(rest) + b"=\r\n"
+
+
+_QP_DECODE_TOKEN = re.compile(
+    rb"=(?:\r\n|([0-9A-Fa-f]{2})|[\s\S]{2})"  # soft break, escape, or bad escape
+    rb"|\r\n"
+    rb"|\r[\s\S]"  # lone CR: dropped together with the next byte
+    rb"|[^\t\x20-\x7e\r]+"  # bytes the decoder drops
+    rb"|(=[\s\S]?|\r)\Z"  # unfinished at the end of the data: kept for later
+)
+
+
+class QPDecoder(_Filter):
+    """Quoted-printable decoding as LuaSocket's ``unqp``.
+
+    Soft breaks ``=CRLF`` vanish, ``=XX`` (either case) decodes, any other
+    ``=`` sequence is copied as its three bytes; CRLF is kept, a lone CR is
+    dropped with the byte after it, and bytes other than TAB and 32-126 are
+    dropped. An unfinished escape at the very end is dropped.
+    """
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending = b""
+
+    @property
+    def pending(self) -> bytes:
+        """The unfinished tail: ``=``, ``=X`` or CR."""
+        return self._pending
+
+    def _feed(self, data: bytes) -> bytes:
+        if self._pending:
+            data = self._pending + data
+        self._pending = b""
+        return _QP_DECODE_TOKEN.sub(self._token, data)
+
+    def _token(self, match: re.Match[bytes]) -> bytes:
+        token = match.group()
+        first = token[0]
+        if first == 0x3D:  # '='
+            if match.group(1) is not None:
+                return binascii.unhexlify(match.group(1))
+            if match.group(2) is not None:
+                self._pending = token
+                return b""
+            return b"" if token == b"=\r\n" else token
+        if first == CR:
+            if match.group(2) is not None:
+                self._pending = token
+                return b""
+            return CRLF if token == CRLF else b""
+        return b""
+
+    def _flush(self) -> bytes:
+        self._pending = b""
+        return b""
+
+
+# --------------------------------------------------------------------------
+# Line wrapping
+
+class LineWrapper(_Filter):
+    """Break lines at ``length`` bytes with CRLF (LuaSocket ``wrp``).
+
+    Every CR is dropped, every LF becomes CRLF. Meant for base64 text: breaks
+    fall at byte positions, never at spaces.
+    """
+
+    __slots__ = ("_length", "_left")
+
+    def __init__(self, length: int = 76, left: int | None = None) -> None:
+        super().__init__()
+        self._length = _check_length(length, 1, "line")
+        self._left = self._length if left is None else _check_int(left, "left")
+
+    @property
+    def length(self) -> int:
+        return self._length
+
+    @property
+    def left(self) -> int:
+        """Columns still free on the current output line."""
+        return self._left
+
+    def _feed(self, data: bytes) -> bytes:
+        if b"\r" in data:
+            data = data.replace(b"\r", b"")
+        if not data:
+            return b""
+        out: list[bytes] = []
+        lines = data.split(b"\n")
+        last = len(lines) - 1
+        for index, line in enumerate(lines):
+            if line:
+                self._wrap_segment(line, out)
+            if index != last:
+                out.append(CRLF)
+                self._left = self._length
+        return b"".join(out)
+
+    def _wrap_segment(self, line: bytes, out: list[bytes]) -> None:
+        length = self._length
+        left = self._left
+        if left <= 0:
+            out.append(CRLF)
+            left = length
+        out.append(line[:left])
+        pos = left
+        end = len(line)
+        if pos >= end:
+            self._left = left - end
+            return
+        while pos < end:
+            out.append(CRLF)
+            out.append(line[pos : pos + length])
+            pos += length
+        self._left = length - (end - (pos - length))
+
+    def _flush(self) -> bytes:
+        pending = self._left < self._length
+        self._left = self._length
+        return CRLF if pending else b""
+
+
+class QPWrapper(_Filter):
+    """Insert soft line breaks ``=CRLF`` into quoted-printable text (``qpwrp``).
+
+    Lines hold at most ``length - 1`` characters plus the ``=``; an ``=XX``
+    escape is never split. CR is dropped and LF is a hard break (CRLF).
+    """
+
+    __slots__ = ("_length", "_left")
+
+    def __init__(self, length: int = 76, left: int | None = None) -> None:
+        super().__init__()
+        self._length = _check_length(length, 4, "quoted-printable line")
+        self._left = self._length if left is None else _check_int(left, "left")
+
+    @property
+    def length(self) -> int:
+        return self._length
+
+    @property
+    def left(self) -> int:
+        """Columns still free on the current output line."""
+        return self._left
+
+    def _feed(self, data: bytes) -> bytes:
+        if b"\r" in data:
+            data = data.replace(b"\r", b"")
+        if not data:
+            return b""
+        out: list[bytes] = []
+        lines = data.split(b"\n")
+        last = len(lines) - 1
+        for index, line in enumerate(lines):
+            if line:
+                self._wrap_segment(line, out)
+            if index != last:
+                out.append(CRLF)
+                self._left = self._length
+        return b"".join(out)
+
+    def _wrap_segment(self, line: bytes, out: list[bytes]) -> None:
+        # A soft break comes before byte j of the current line when
+        # left - j <= 1, or when the byte is '=' and left - j <= 3.
+        length = self._length
+        left = self._left
+        pos = 0
+        end = len(line)
+        while pos < end:
+            plain_limit = max(left - 1, 0)  # bytes before a non-'=' byte must break
+            eq_from = max(left - 3, 0)  # from here on, an '=' must break
+            stop = min(plain_limit, end - pos)
+            eq = line.find(b"=", pos + eq_from, pos + stop) if eq_from < stop else -1
+            if eq >= 0:
+                stop = eq - pos
+            if pos + stop >= end:
+                out.append(line[pos:])
+                left -= end - pos
+                break
+            out.append(line[pos : pos + stop])
+            out.append(b"=\r\n")
+            pos += stop
+            left = length
+        self._left = left
+
+    def _flush(self) -> bytes:
+        pending = self._left < self._length
+        self._left = self._length
+        return b"=\r\n" if pending else b""
+
+
+# --------------------------------------------------------------------------
+# End-of-line normalisation and dot-stuffing
+
+# A run of line-break bytes is read in pairs: two different bytes (CRLF, LFCR)
+# are one break, two equal bytes (CRCR, LFLF) are two, an odd last byte is one.
+_EOL_PAIR = re.compile(rb"\r\n|\n\r|\r\r|\n\n|\r|\n")
+
+
+class EOLNormalizer(_Filter):
+    """Turn every CR, LF, CRLF and LFCR into ``marker`` (LuaSocket ``eol``)."""
+
+    __slots__ = ("_marker", "_state", "_pairs")
+
+    def __init__(self, marker: bytes = CRLF, state: int = 0) -> None:
+        super().__init__()
+        self._marker = _check_marker(marker)
+        state = _check_int(state, "state")
+        self._state = state if state in (CR, LF) else 0
+        m = self._marker
+        self._pairs = {
+            b"\r\n": m, b"\n\r": m, b"\r\r": m + m, b"\n\n": m + m, b"\r": m, b"\n": m,
+        }
+
+    @property
+    def state(self) -> int:
+        """The CR or LF (13 or 10) whose pair is still open, or 0."""
+        return self._state
+
+    def _feed(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        head = b""
+        first = data[0]
+        if self._state and first in (CR, LF):
+            # The open break's marker was written already; this byte closes it.
+            head = self._marker if first == self._state else b""
+            data = data[1:]
+        self._state = 0
+        if not data:
+            return head
+        if b"\r" not in data:
+            body = data.replace(b"\n", self._marker) if b"\n" in data else data
+        elif b"\n" not in data:
+            body = data.replace(b"\r", self._marker)
+        else:
+            body = _EOL_PAIR.sub(self._pair, data)
+        tail_run = len(data) - len(data.rstrip(b"\r\n"))
+        if tail_run % 2:
+            self._state = data[-1]
+        return head + body if head else body
+
+    def _pair(self, match: re.Match[bytes]) -> bytes:
+        return self._pairs[match.group()]
+
+
+_DOT_PREFIX = {0: b"", 1: b"\r", 2: b"\r\n"}
+
+
+class DotStuffer(_Filter):
+    """SMTP dot-stuffing (LuaSocket ``dot``): a ``.`` right after CRLF is doubled.
+
+    ``state`` 2 means "at the start of a line", so a leading ``.`` is doubled
+    too; that is where an SMTP body starts.
+    """
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: int = 2) -> None:
+        super().__init__()
+        state = _check_int(state, "state")
+        self._state = state if state in (1, 2) else 0
+
+    @property
+    def state(self) -> int:
+        """0 mid-line, 1 after CR, 2 after CRLF."""
+        return self._state
+
+    def _feed(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        prefix = _DOT_PREFIX[self._state]
+        work = prefix + data
+        if work.endswith(b"\r\n"):
+            self._state = 2
+        elif work.endswith(b"\r"):
+            self._state = 1
+        else:
+            self._state = 0
+        if b"\r\n." not in work:
+            return data
+        return work.replace(b"\r\n.", b"\r\n..")[len(prefix) :]
+
+
+# --------------------------------------------------------------------------
+# Fused filters: in the pure twin they are the chain of their parts
+
+class Base64WrapEncoder(_Filter):
+    """Base64 broken into CRLF lines of ``length`` characters, in one filter.
+
+    Gives exactly the bytes of ``Base64Encoder`` followed by ``LineWrapper``.
+    """
+
+    __slots__ = ("_encoder", "_wrapper")
+
+    def __init__(self, length: int = 76) -> None:
+        super().__init__()
+        self._wrapper = LineWrapper(length)
+        self._encoder = Base64Encoder()
+
+    @property
+    def pending(self) -> bytes:
+        return self._encoder.pending
+
+    @property
+    def left(self) -> int:
+        return self._wrapper.left
+
+    def _feed(self, data: bytes) -> bytes:
+        return self._wrapper(self._encoder(data))
+
+    def _flush(self) -> bytes:
+        return self._wrapper(self._encoder(None)) + self._wrapper(None)
+
+
+class NormalizeStuffer(_Filter):
+    """Line breaks to CRLF and SMTP dot-stuffing, in one filter.
+
+    Gives exactly the bytes of ``EOLNormalizer()`` followed by ``DotStuffer()``.
+    """
+
+    __slots__ = ("_normalizer", "_stuffer")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._normalizer = EOLNormalizer()
+        self._stuffer = DotStuffer()
+
+    @property
+    def state(self) -> int:
+        """The stuffer's state: 2 when the output so far ends with CRLF, else 0."""
+        return self._stuffer.state
+
+    @property
+    def eol_state(self) -> int:
+        """The normaliser's open CR or LF (13 or 10), or 0."""
+        return self._normalizer.state
+
+    def _feed(self, data: bytes) -> bytes:
+        return self._stuffer(self._normalizer(data))
+
+    def _flush(self) -> bytes:
+        return b""

@@ -1,0 +1,69 @@
+"""The ``smtpstream`` command: Unix filters over the MIME filter core.
+
+``smtpstream encode base64|quoted-printable``, ``decode ...``, ``normalize``
+and ``stuff`` read standard input and write standard output in chunks, so any
+input size runs in constant memory.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import BinaryIO, Sequence
+
+from . import filters
+
+CHUNK = 64 * 1024
+
+
+def _encoder(args: argparse.Namespace):
+    if args.encoding == "base64":
+        return [filters.Base64WrapEncoder(76)]
+    if args.binary:
+        return [filters.QPEncoder(b"=0D=0A"), filters.QPWrapper()]
+    return [filters.EOLNormalizer(), filters.QPEncoder(), filters.QPWrapper()]
+
+
+def _decoder(args: argparse.Namespace):
+    if args.encoding == "base64":
+        return [filters.Base64Decoder()]
+    return [filters.QPDecoder()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smtpstream", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    enc = sub.add_parser("encode", help="encode stdin as base64 (76-column lines) or quoted-printable")
+    enc.add_argument("encoding", choices=["base64", "quoted-printable"])
+    enc.add_argument("--binary", action="store_true", help="quoted-printable: encode line breaks too")
+    enc.set_defaults(make=_encoder)
+    dec = sub.add_parser("decode", help="decode base64 or quoted-printable from stdin")
+    dec.add_argument("encoding", choices=["base64", "quoted-printable"])
+    dec.set_defaults(make=_decoder)
+    norm = sub.add_parser("normalize", help="turn every CR, LF, CRLF, LFCR into CRLF")
+    norm.set_defaults(make=lambda a: [filters.EOLNormalizer()])
+    stuff = sub.add_parser("stuff", help="normalise line breaks and SMTP dot-stuff")
+    stuff.set_defaults(make=lambda a: [filters.NormalizeStuffer()])
+    return parser
+
+
+def pump(stages, source: BinaryIO, sink: BinaryIO) -> None:
+    """Stream ``source`` through ``stages`` into ``sink``, chunk by chunk."""
+    while True:
+        chunk = source.read(CHUNK)
+        if not chunk:
+            break
+        for stage in stages:
+            chunk = stage(chunk)
+        if chunk:
+            sink.write(chunk)
+    tail = b""
+    for stage in stages:
+        tail = stage(tail) + stage(None)
+    sink.write(tail)
+    sink.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    pump(args.make(args), sys.stdin.buffer, sys.stdout.buffer)
+    return 0

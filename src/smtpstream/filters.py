@@ -1,0 +1,84 @@
+"""The stateful chunk filters, from the compiled extension or the pure-Python twin.
+
+Every filter is an object called with one chunk at a time:
+
+* ``f(chunk)`` with ``bytes``, ``bytearray`` or ``memoryview`` returns the
+  output that chunk allows, as ``bytes`` (``b""`` means "nothing now");
+* ``f(None)`` means end of input: it returns the rest of the output;
+* any call after ``f(None)`` raises :class:`ValueError`.
+
+Concatenating the outputs never depends on how the input was cut into chunks.
+
+The implementation is chosen once, at import: the Cython extension
+``smtpstream._filters`` unless it is missing or the environment variable
+``SMTPSTREAM_NO_EXTENSIONS=1`` is set. :data:`IMPLEMENTATION` says which
+("cython" or "python").
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+__all__ = [
+    "IMPLEMENTATION",
+    "NO_EXTENSIONS",
+    "Base64Encoder",
+    "Base64Decoder",
+    "QPEncoder",
+    "QPDecoder",
+    "LineWrapper",
+    "QPWrapper",
+    "EOLNormalizer",
+    "DotStuffer",
+    "Base64WrapEncoder",
+    "NormalizeStuffer",
+]
+
+NO_EXTENSIONS: bool = os.environ.get("SMTPSTREAM_NO_EXTENSIONS", "") not in ("", "0")
+
+if TYPE_CHECKING or NO_EXTENSIONS:
+    from ._filters_py import (
+        Base64Decoder,
+        Base64Encoder,
+        Base64WrapEncoder,
+        DotStuffer,
+        EOLNormalizer,
+        LineWrapper,
+        NormalizeStuffer,
+        QPDecoder,
+        QPEncoder,
+        QPWrapper,
+    )
+
+    IMPLEMENTATION = "python"
+else:
+    try:
+        from ._filters import (  # type: ignore[no-redef]
+            Base64Decoder,
+            Base64Encoder,
+            Base64WrapEncoder,
+            DotStuffer,
+            EOLNormalizer,
+            LineWrapper,
+            NormalizeStuffer,
+            QPDecoder,
+            QPEncoder,
+            QPWrapper,
+        )
+
+        IMPLEMENTATION = "cython"
+    except ImportError:  # built without a compiler: the twin gives the same bytes
+        from ._filters_py import (
+            Base64Decoder,
+            Base64Encoder,
+            Base64WrapEncoder,
+            DotStuffer,
+            EOLNormalizer,
+            LineWrapper,
+            NormalizeStuffer,
+            QPDecoder,
+            QPEncoder,
+            QPWrapper,
+        )
+
+        IMPLEMENTATION = "python"
