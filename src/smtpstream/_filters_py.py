@@ -193,12 +193,28 @@ def _trim_padded_groups(groups: bytes, decoded: bytes) -> bytes:
 
 # Bytes that are always written as =XX, except CR and LF, which the encoder
 # resolves separately (they may form the CRLF line break).
-_QP_QUOTED_RUN = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f=\x7f-\xff]+")
+_QP_QUOTED_RUN = re.compile(rb"([\x00-\x08\x0b\x0c\x0e-\x1f=\x7f-\xff]+)")
 _QP_PLAIN = frozenset(range(33, 61)) | frozenset(range(62, 127))
+# Quoted runs repeat (an accented letter, "="), so their escapes are cached.
+_QP_RUN_CACHE: dict[bytes, bytes] = {}
+_QP_RUN_CACHE_MAX = 4096
 
 
-def _quote_run(match: re.Match[bytes]) -> bytes:
-    return b"=" + binascii.hexlify(match.group(), b"=").upper()
+def _quote_runs(text: bytes) -> bytes:
+    parts = _QP_QUOTED_RUN.split(text)
+    if len(parts) == 1:
+        return text
+    cache = _QP_RUN_CACHE
+    runs = parts[1::2]
+    quoted = [cache.get(run) for run in runs]
+    for i, escape in enumerate(quoted):
+        if escape is None:
+            run = runs[i]
+            escape = quoted[i] = b"=" + binascii.hexlify(run, b"=").upper()
+            if len(run) <= 8 and len(cache) < _QP_RUN_CACHE_MAX:
+                cache[run] = escape
+    parts[1::2] = quoted
+    return b"".join(parts)
 
 
 def _qp_quote_all(data: bytes) -> bytes:
@@ -242,7 +258,7 @@ class QPEncoder(_Filter):
         return self._encode(data[:cut]) if cut else b""
 
     def _encode(self, text: bytes) -> bytes:
-        text = _QP_QUOTED_RUN.sub(_quote_run, text)
+        text = _quote_runs(text)
         if b"\r" in text or b"\n" in text:
             # NUL was quoted above, so it can stand for a CRLF line break here.
             text = text.replace(b"\r\n", b"\x00")
@@ -494,6 +510,9 @@ class EOLNormalizer(_Filter):
             body = data.replace(b"\n", self._marker) if b"\n" in data else data
         elif b"\n" not in data:
             body = data.replace(b"\r", self._marker)
+        elif data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n"):
+            # Only CRLF pairs: every run of breaks is (CRLF)*, one marker each.
+            body = data if self._marker == CRLF else data.replace(b"\r\n", self._marker)
         else:
             body = _EOL_PAIR.sub(self._pair, data)
         tail_run = len(data) - len(data.rstrip(b"\r\n"))
