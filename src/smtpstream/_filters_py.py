@@ -482,8 +482,9 @@ class EOLNormalizer(_Filter):
     def __init__(self, marker: bytes = CRLF, state: int = 0) -> None:
         super().__init__()
         self._marker = _check_marker(marker)
-        state = _check_int(state, "state")
-        self._state = state if state in (CR, LF) else 0
+        # Kept as given (LuaSocket returns it unchanged for empty input);
+        # values other than CR and LF act as 0.
+        self._state = _check_int(state, "state")
         m = self._marker
         self._pairs = {
             b"\r\n": m, b"\n\r": m, b"\r\r": m + m, b"\n\n": m + m, b"\r": m, b"\n": m,
@@ -499,7 +500,7 @@ class EOLNormalizer(_Filter):
             return b""
         head = b""
         first = data[0]
-        if self._state and first in (CR, LF):
+        if self._state in (CR, LF) and first in (CR, LF):
             # The open break's marker was written already; this byte closes it.
             head = self._marker if first == self._state else b""
             data = data[1:]
@@ -538,8 +539,9 @@ class DotStuffer(_Filter):
 
     def __init__(self, state: int = 2) -> None:
         super().__init__()
-        state = _check_int(state, "state")
-        self._state = state if state in (1, 2) else 0
+        # Kept as given (LuaSocket returns it unchanged for empty input);
+        # values other than 1 and 2 act as 0.
+        self._state = _check_int(state, "state")
 
     @property
     def state(self) -> int:
@@ -549,7 +551,7 @@ class DotStuffer(_Filter):
     def _feed(self, data: bytes) -> bytes:
         if not data:
             return b""
-        prefix = _DOT_PREFIX[self._state]
+        prefix = _DOT_PREFIX.get(self._state, b"")
         work = prefix + data
         if work.endswith(b"\r\n"):
             self._state = 2
