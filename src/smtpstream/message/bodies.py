@@ -1,0 +1,274 @@
+"""Part bodies: what produces the encoded bytes of one leaf part, lazily.
+
+A body knows how to produce its chunks (``chunks()``, a fresh iterator each
+call) and, when it can know it without producing them, its exact encoded
+length (``size()``, else ``None``). Files are opened only when their chunks are
+first asked for and closed when the last chunk has been read.
+"""
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tempfile
+import threading
+from typing import Any, BinaryIO, Iterator, Union
+
+from .. import filters
+from ..ltn12 import BLOCKSIZE
+from ..ltn12.source import iterate
+
+__all__ = [
+    "Body",
+    "BytesBody",
+    "SourceBody",
+    "Base64FileBody",
+    "Base64SourceBody",
+    "CachedBody",
+    "base64_size",
+    "DEFAULT_CACHE_THRESHOLD",
+]
+
+LINE = 76  # base64 characters per line (RFC 2045 6.8)
+
+
+def base64_size(n: int, line: int = LINE) -> int:
+    """Exact length of ``n`` bytes as base64 in CRLF lines of ``line`` characters."""
+    chars = (n + 2) // 3 * 4
+    return chars + 2 * ((chars + line - 1) // line)
+
+
+class Body:
+    """The encoded body of one leaf part."""
+
+    def chunks(self) -> Iterator[bytes]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def size(self) -> int | None:
+        return None
+
+
+class BytesBody(Body):
+    """Bytes already encoded for the wire."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def chunks(self) -> Iterator[bytes]:
+        if self.data:
+            yield self.data
+
+    def size(self) -> int:
+        return len(self.data)
+
+
+class SourceBody(Body):
+    """A user's source, passed on as LuaSocket does, but with line breaks made CRLF.
+
+    ``normalize=False`` passes the chunks on untouched (Content-Transfer-Encoding
+    ``binary``).
+    """
+
+    __slots__ = ("_source", "_normalize", "_used")
+
+    def __init__(self, source: Any, normalize: bool = True) -> None:
+        self._source = source
+        self._normalize = normalize
+        self._used = False
+
+    def chunks(self) -> Iterator[bytes]:
+        if self._used:
+            raise RuntimeError("a source body can be sent once; build a new message for each send")
+        self._used = True
+        chunks = iterate(self._source)
+        if not self._normalize:
+            for chunk in chunks:
+                if chunk:
+                    yield bytes(chunk)
+            return
+        normalizer = filters.EOLNormalizer()
+        for chunk in chunks:
+            out = normalizer(chunk)
+            if out:
+                yield out
+        normalizer(None)
+
+
+def _open_reader(target: Union[str, os.PathLike, BinaryIO]) -> tuple[BinaryIO, bool]:
+    if isinstance(target, (str, os.PathLike)):
+        return open(target, "rb"), True
+    return target, False
+
+
+class Base64FileBody(Body):
+    """A file, read in blocks and base64-encoded in 76-column lines as it is sent.
+
+    ``target`` is a path (opened at the first chunk, closed after the last) or
+    an open binary file (read from its current position, left open).
+    """
+
+    __slots__ = ("_target", "_blocksize")
+
+    def __init__(self, target: Union[str, os.PathLike, BinaryIO], blocksize: int = BLOCKSIZE) -> None:
+        if not isinstance(target, (str, os.PathLike)):
+            if isinstance(target, io.TextIOBase):
+                raise TypeError("attachment files must be opened in binary mode ('rb')")
+            if not hasattr(target, "read"):
+                raise TypeError(f"expected a path or a binary file, got {type(target).__name__}")
+        self._target = target
+        self._blocksize = blocksize
+
+    def _remaining(self) -> int | None:
+        target = self._target
+        try:
+            if isinstance(target, (str, os.PathLike)):
+                st = os.stat(target)
+                offset = 0
+            else:
+                st = os.fstat(target.fileno())
+                offset = target.tell()
+            # Only a regular file's length is known in advance (not a pipe's).
+            return st.st_size - offset if stat.S_ISREG(st.st_mode) else None
+        except (OSError, AttributeError, io.UnsupportedOperation):
+            return None
+
+    def size(self) -> int | None:
+        n = self._remaining()
+        return None if n is None else base64_size(n)
+
+    def chunks(self) -> Iterator[bytes]:
+        reader, owned = _open_reader(self._target)
+        try:
+            encoder = filters.Base64WrapEncoder(LINE)
+            read = reader.read
+            block = self._blocksize
+            while True:
+                data = read(block)
+                if not data:
+                    break
+                out = encoder(data)
+                if out:
+                    yield out
+            tail = encoder(None)
+            if tail:
+                yield tail
+        finally:
+            if owned:
+                reader.close()
+
+
+class Base64SourceBody(Body):
+    """Any source of raw bytes, base64-encoded in 76-column lines as it is sent."""
+
+    __slots__ = ("_source", "_size", "_used")
+
+    def __init__(self, source: Any, raw_size: int | None = None) -> None:
+        self._source = source
+        self._size = raw_size
+        self._used = False
+
+    def size(self) -> int | None:
+        return None if self._size is None else base64_size(self._size)
+
+    def chunks(self) -> Iterator[bytes]:
+        if self._used:
+            raise RuntimeError("a source body can be sent once; build a new message for each send")
+        self._used = True
+        encoder = filters.Base64WrapEncoder(LINE)
+        for chunk in iterate(self._source):
+            out = encoder(chunk)
+            if out:
+                yield out
+        tail = encoder(None)
+        if tail:
+            yield tail
+
+
+DEFAULT_CACHE_THRESHOLD = 8 * 1024 * 1024
+
+
+class CachedBody(Body):
+    """Another body's encoded bytes, produced once and replayed for every message.
+
+    For bulk sends of one attachment. The encoded bytes stay in memory up to
+    ``threshold`` bytes; a larger body is spilled to an anonymous temporary
+    file, so memory stays bounded by ``threshold`` plus one block. Encoding
+    happens at the first ``chunks()`` or ``size()`` call, once, even when
+    several threads ask at the same time.
+    """
+
+    def __init__(self, inner: Body, threshold: int = DEFAULT_CACHE_THRESHOLD) -> None:
+        if threshold < 0:
+            raise ValueError("threshold must be >= 0")
+        self._inner: Body | None = inner
+        self._threshold = threshold
+        self._lock = threading.Lock()
+        self._memory: bytes | None = None
+        self._file: Any = None
+        self._size = 0
+        self.encode_count = 0  # how many times the inner body was encoded (always <= 1)
+
+    def _fill(self) -> None:
+        with self._lock:
+            if self._inner is None:
+                return
+            pieces: list[bytes] = []
+            held = 0
+            spill = None
+            for chunk in self._inner.chunks():
+                if spill is not None:
+                    spill.write(chunk)
+                elif held + len(chunk) > self._threshold:
+                    spill = tempfile.TemporaryFile()
+                    for piece in pieces:
+                        spill.write(piece)
+                    pieces = []
+                    spill.write(chunk)
+                else:
+                    pieces.append(chunk)
+                held += len(chunk)
+            self._size = held
+            if spill is None:
+                self._memory = b"".join(pieces)
+            else:
+                spill.flush()
+                self._file = spill
+            self.encode_count += 1
+            self._inner = None
+
+    @property
+    def in_memory(self) -> bool:
+        """True when the encoded bytes are held in memory (not spilled)."""
+        self._fill()
+        return self._file is None
+
+    def size(self) -> int:
+        self._fill()
+        return self._size
+
+    def chunks(self) -> Iterator[bytes]:
+        self._fill()
+        if self._file is None:
+            if self._memory:
+                yield self._memory
+            return
+        # os.pread: concurrent replays share the file without sharing a position.
+        fd = self._file.fileno()
+        offset = 0
+        while offset < self._size:
+            block = os.pread(fd, BLOCKSIZE, offset)
+            if not block:
+                break
+            offset += len(block)
+            yield block
+
+    def close(self) -> None:
+        """Drop the cached bytes (and the temporary file)."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            self._memory = None
+

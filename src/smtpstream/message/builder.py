@@ -1,0 +1,395 @@
+"""``message(mesgt)``: a message table turned into a source of byte chunks.
+
+The table has LuaSocket's shape::
+
+    {"headers": {...}, "body": str | bytes | source | Body | multipart}
+    multipart = {"preamble": ..., 1: mesgt, 2: mesgt, ..., "epilogue": ...}
+                (or {"parts": [mesgt, ...]} instead of the integer keys)
+
+Everything that can be checked is checked when ``message()`` is called
+(header values, names, the tree's shape), so a bad table raises there and not
+halfway through a send. Nothing is read or encoded until the source is
+iterated, except ``str``/``bytes`` leaves, which are already in memory.
+
+Where LuaSocket is weak this departs from it (README, "Differences"): header
+names in canonical case and stable order, RFC 2047 / IDNA / folding, header
+injection refused, Bcc never written, random boundaries that cannot occur in
+base64 or quoted-printable, the real UTC offset in Date, a Message-ID, a nil
+body written as an empty body, CRLF line breaks everywhere.
+"""
+from __future__ import annotations
+
+import email.utils
+import re
+import secrets
+import socket
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, Iterator
+
+from .. import __version__, filters
+from . import headers as hdr
+from .bodies import Body, BytesBody, SourceBody
+
+__all__ = ["message", "MessageSource", "MessageError"]
+
+CRLF = b"\r\n"
+MAX_LINE = 998  # RFC 5322 2.1.1, without the CRLF
+MAILER = f"smtpstream {__version__}"
+
+
+class MessageError(ValueError):
+    """The message table cannot be turned into a message."""
+
+
+# ---------------------------------------------------------------- nodes
+
+class _Leaf:
+    __slots__ = ("head", "body")
+
+    def __init__(self, head: bytes, body: Body) -> None:
+        self.head = head
+        self.body = body
+
+    def chunks(self) -> Iterator[bytes]:
+        yield self.head
+        yield from self.body.chunks()
+
+    def size(self) -> int | None:
+        body = self.body.size()
+        return None if body is None else len(self.head) + body
+
+
+class _Multipart:
+    __slots__ = ("head", "boundary", "preamble", "parts", "epilogue")
+
+    def __init__(self, head, boundary, preamble, parts, epilogue) -> None:
+        self.head = head
+        self.boundary = boundary
+        self.preamble = preamble
+        self.parts = parts
+        self.epilogue = epilogue
+
+    # LuaSocket's layout (spec 5.3 item 8, keep): preamble CRLF, then
+    # CRLF--b CRLF before each part, CRLF--b-- CRLF CRLF, then epilogue CRLF.
+    def chunks(self) -> Iterator[bytes]:
+        yield self.head
+        if self.preamble is not None:
+            yield self.preamble + CRLF
+        delimiter = b"\r\n--" + self.boundary + CRLF
+        for part in self.parts:
+            yield delimiter
+            yield from part.chunks()
+        yield b"\r\n--" + self.boundary + b"--\r\n\r\n"
+        if self.epilogue is not None:
+            yield self.epilogue + CRLF
+
+    def size(self) -> int | None:
+        total = len(self.head) + len(self.boundary) * (len(self.parts) + 1)
+        total += (len(self.parts) * 6) + 10  # the delimiters' fixed bytes
+        if self.preamble is not None:
+            total += len(self.preamble) + 2
+        if self.epilogue is not None:
+            total += len(self.epilogue) + 2
+        for part in self.parts:
+            size = part.size()
+            if size is None:
+                return None
+            total += size
+        return total
+
+
+class MessageSource:
+    """The message as a source: iterate it for its chunks (once).
+
+    ``size`` is the exact length of what iteration produces, known without
+    producing it when every part has a known length (strings, files), else
+    ``None``. ``sender`` and ``recipients`` are the envelope the headers
+    describe (From; To, Cc and Bcc): the Bcc addresses are here but never in
+    the message. Calling the object returns the next chunk or ``None`` at the
+    end, like a LuaSocket source.
+    """
+
+    def __init__(self, root, sender: str | None, recipients: list[str], message_id: str | None):
+        self._root = root
+        self._chunks: Iterator[bytes] | None = None
+        self.sender = sender
+        self.recipients = recipients
+        self.message_id = message_id
+
+    @property
+    def size(self) -> int | None:
+        return self._root.size()
+
+    def __iter__(self) -> MessageSource:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._chunks is None:
+            self._chunks = self._root.chunks()
+        return next(self._chunks)
+
+    def __call__(self) -> bytes | None:
+        return next(self, None)
+
+
+# ---------------------------------------------------------------- headers
+
+def _lower_headers(table: Any, where: str) -> dict[str, Any]:
+    if table is None:
+        return {}
+    if not isinstance(table, Mapping):
+        raise MessageError(f"{where}: headers must be a mapping, got {type(table).__name__}")
+    out: dict[str, Any] = {}
+    for name, value in table.items():
+        if not isinstance(name, str):
+            raise MessageError(f"{where}: header names must be str, got {name!r}")
+        key = name.lower()
+        if key in out:
+            # LuaSocket keeps one of them at random (spec 5.3 item 9).
+            raise MessageError(f"{where}: header {name!r} is given twice (names are case-insensitive)")
+        out[key] = value
+    return out
+
+
+def _head(defaults: list[tuple[str, Any]], given: dict[str, Any]) -> bytes:
+    lines = [hdr.format_header(name, value) for name, value in defaults]
+    lines.extend(hdr.format_header(name, value) for name, value in given.items())
+    lines.append(CRLF)
+    return b"".join(lines)
+
+
+def _content_type(value: Any) -> tuple[str, str]:
+    """The lower-case main type and subtype of a Content-Type value."""
+    text = str(value).split(";", 1)[0].strip().lower()
+    main, _, sub = text.partition("/")
+    return main, sub
+
+
+_BOUNDARY_PARAM = re.compile(r';\s*boundary\s*=\s*(?:"(?:[^"\\]|\\.)*"|[^;]*)', re.I)
+
+
+def _new_boundary() -> bytes:
+    # "=_" cannot occur in quoted-printable ("=" is followed by hex or CRLF)
+    # nor in base64 ("_" is outside its alphabet); 128 random bits do the rest.
+    return b"=_" + secrets.token_hex(16).encode()
+
+
+# ---------------------------------------------------------------- bodies
+
+def _as_bytes(data: Any, what: str) -> bytes:
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise MessageError(f"{what} must be str or bytes, got {type(data).__name__}")
+
+
+def _crlf(data: bytes) -> bytes:
+    normalizer = filters.EOLNormalizer()
+    return normalizer(data) + normalizer(None)
+
+
+def _longest_line(data: bytes) -> int:
+    return max(map(len, data.split(CRLF)), default=0)
+
+
+def _quoted_printable(data: bytes) -> bytes:
+    encoder, wrapper = filters.QPEncoder(), filters.QPWrapper()
+    return wrapper(encoder(data)) + wrapper(encoder(None)) + wrapper(None)
+
+
+def _base64(data: bytes) -> bytes:
+    encoder = filters.Base64WrapEncoder(76)
+    return encoder(data) + encoder(None)
+
+
+def encode_text(data: bytes) -> tuple[str, bytes]:
+    """Choose 7bit, quoted-printable or base64 for text; return it and the body.
+
+    Line breaks become CRLF. Plain ASCII with lines of at most 998 octets
+    stays 7bit; otherwise the shorter of quoted-printable and base64 wins.
+    """
+    data = _crlf(data)
+    if data.isascii() and b"\0" not in data and _longest_line(data) <= MAX_LINE:
+        return "7bit", data
+    qp = _quoted_printable(data)
+    b64 = _base64(data)
+    return ("quoted-printable", qp) if len(qp) <= len(b64) else ("base64", b64)
+
+
+def _leaf_body(body: Any, given: dict[str, Any], where: str) -> tuple[list[tuple[str, Any]], Body]:
+    """The defaults this leaf needs and its body object."""
+    defaults: list[tuple[str, Any]] = []
+    cte = given.get("content-transfer-encoding")
+    if body is None:
+        body = b""  # LuaSocket ends the whole message here (spec 5.3 item 1, fix)
+    if isinstance(body, Body):
+        if "content-type" not in given:
+            defaults.append(("content-type", "application/octet-stream"))
+        return defaults, body
+    if isinstance(body, (str, bytes, bytearray, memoryview)):
+        data = _as_bytes(body, f"{where}: body")
+        if "content-type" in given:
+            is_text = _content_type(given["content-type"])[0] == "text"
+        else:
+            is_text = isinstance(body, str) or _is_utf8(data)
+            charset = "us-ascii" if data.isascii() else "utf-8"
+            ctype = f'text/plain; charset="{charset}"' if is_text else "application/octet-stream"
+            defaults.append(("content-type", ctype))
+        if cte is not None:
+            # The caller chose the encoding, so the body is already encoded.
+            binary = str(cte).strip().lower() == "binary"
+            return defaults, BytesBody(data if binary else _crlf(data))
+        if is_text:
+            chosen, encoded = encode_text(data)
+        else:
+            chosen, encoded = "base64", _base64(data)
+        defaults.append(("content-transfer-encoding", chosen))
+        return defaults, BytesBody(encoded)
+    if isinstance(body, Iterable) or callable(body):
+        if "content-type" not in given:
+            defaults.append(("content-type", 'text/plain; charset="utf-8"'))
+        binary = cte is not None and str(cte).strip().lower() == "binary"
+        return defaults, SourceBody(body, normalize=not binary)
+    raise MessageError(
+        f"{where}: body must be str, bytes, a source, a Body or a multipart mapping,"
+        f" got {type(body).__name__}"
+    )
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- the tree
+
+def _parts_of(body: Mapping, where: str) -> list[Any]:
+    if "parts" in body:
+        parts = body["parts"]
+        if isinstance(parts, (str, bytes)) or not isinstance(parts, Iterable):
+            raise MessageError(f"{where}: 'parts' must be a list of parts")
+        parts = list(parts)
+        if any(isinstance(k, int) for k in body):
+            raise MessageError(f"{where}: give parts as 'parts' or as 1..n keys, not both")
+        return parts
+    numbered = sorted(k for k in body if isinstance(k, int) and not isinstance(k, bool))
+    if numbered != list(range(1, len(numbered) + 1)):
+        raise MessageError(f"{where}: parts must be numbered 1..n without holes, got {numbered}")
+    unknown = [k for k in body if not isinstance(k, int) and k not in ("preamble", "epilogue")]
+    if unknown:
+        raise MessageError(f"{where}: unknown multipart keys {unknown}")
+    return [body[k] for k in numbered]
+
+
+def _build(mesgt: Any, defaults: list[tuple[str, Any]], where: str):
+    if not isinstance(mesgt, Mapping):
+        raise MessageError(f"{where}: a part must be a mapping with 'headers' and 'body'")
+    unknown = set(mesgt) - {"headers", "body", "zone"}
+    if unknown:
+        raise MessageError(f"{where}: unknown keys {sorted(map(str, unknown))}")
+    given = _lower_headers(mesgt.get("headers"), where)
+    body = mesgt.get("body")
+    if isinstance(body, Mapping):
+        parts = _parts_of(body, where)
+        if not parts:
+            raise MessageError(f"{where}: a multipart needs at least one part (RFC 2046 5.1.1)")
+        boundary = _new_boundary()
+        ctype = given.pop("content-type", "multipart/mixed")
+        if _content_type(ctype)[0] != "multipart":
+            raise MessageError(f"{where}: a body with parts needs a multipart/* Content-Type, got {ctype!r}")
+        # A second boundary parameter would be ambiguous (spec 5.3 item 7): ours replaces it.
+        ctype = _BOUNDARY_PARAM.sub("", str(ctype)).rstrip() + f'; boundary="{boundary.decode()}"'
+        head = _head(defaults + [("content-type", ctype)], given)
+        children = [_build(part, [], f"{where} part {i}") for i, part in enumerate(parts, 1)]
+        return _Multipart(
+            head,
+            boundary,
+            _optional_text(body.get("preamble"), f"{where}: preamble"),
+            children,
+            _optional_text(body.get("epilogue"), f"{where}: epilogue"),
+        )
+    leaf_defaults, body_obj = _leaf_body(body, given, where)
+    return _Leaf(_head(defaults + leaf_defaults, given), body_obj)
+
+
+def _optional_text(value: Any, what: str) -> bytes | None:
+    if value is None:
+        return None
+    return _crlf(_as_bytes(value, what))
+
+
+def _message_id_domain(sender: str | None) -> str:
+    if sender and "@" in sender:
+        return sender.rsplit("@", 1)[1]
+    host = socket.gethostname()  # no DNS lookup: just the kernel's name
+    return host if "." in host else "localhost.localdomain"
+
+
+def message(mesgt: Mapping) -> MessageSource:
+    """Turn a message table into a source of the message's bytes (see module doc).
+
+    The top level gets ``Date`` (now, with the real UTC offset),
+    ``Message-ID``, ``MIME-Version: 1.0`` and ``X-Mailer`` unless given
+    (MIME-Version is always 1.0). A ``Bcc`` header is never written: its
+    addresses are in ``.recipients`` for the envelope only.
+    """
+    if not isinstance(mesgt, Mapping):
+        raise MessageError(f"message() needs a mapping, got {type(mesgt).__name__}")
+    given = _lower_headers(mesgt.get("headers"), "message")
+    bcc = given.pop("bcc", None)
+    given.pop("mime-version", None)
+    sender = None
+    if "from" in given:
+        found = hdr.addresses(str(given["from"]))
+        sender = found[0] if found else None
+    recipients: list[str] = []
+    for field, value in (("to", given.get("to")), ("cc", given.get("cc")), ("bcc", bcc)):
+        if value is not None:
+            recipients.extend(hdr.addresses(str(value)))
+    defaults: list[tuple[str, Any]] = []
+    if "date" not in given:
+        defaults.append(("date", email.utils.format_datetime(datetime.now().astimezone())))
+    message_id = given.get("message-id")
+    if message_id is None:
+        message_id = f"<{secrets.token_hex(16)}@{_message_id_domain(sender)}>"
+        defaults.append(("message-id", message_id))
+    defaults.append(("mime-version", "1.0"))
+    if "x-mailer" not in given:
+        defaults.append(("x-mailer", MAILER))
+    table = dict(mesgt)
+    table["headers"] = given  # a copy: the caller's table is never changed (spec 5.3 item 9)
+    root = _build(table, defaults, "message")
+    if isinstance(root, _Leaf):
+        # In a multipart the delimiter's CRLF ends a part's last line; a
+        # single-part message must end its last line itself.
+        root.body = _terminated(root.body)
+    return MessageSource(root, sender, recipients, str(message_id))
+
+
+def _terminated(body: Body) -> Body:
+    if isinstance(body, BytesBody):
+        data = body.data
+        return BytesBody(data + CRLF) if data and not data.endswith(CRLF) else body
+    if isinstance(body, SourceBody):
+        return _CRLFTerminated(body)
+    return body  # base64 bodies end with CRLF already
+
+
+class _CRLFTerminated(Body):
+    """A source body whose last line gets a CRLF if it lacks one."""
+
+    def __init__(self, inner: Body) -> None:
+        self._inner = inner
+
+    def chunks(self) -> Iterator[bytes]:
+        last = b""
+        for chunk in self._inner.chunks():
+            last = chunk
+            yield chunk
+        if last and not last.endswith(CRLF):
+            yield CRLF

@@ -1,0 +1,150 @@
+"""Ready-made parts: attachments, text and HTML, alternative and related groups.
+
+Each function returns an ordinary part table (``{"headers": ..., "body": ...}``
+or a multipart table) that ``message()`` accepts anywhere a part goes, so
+they mix freely with hand-written LuaSocket-style tables.
+"""
+from __future__ import annotations
+
+import mimetypes
+import os
+from typing import Any, BinaryIO, Union
+
+from . import headers as hdr
+from .bodies import (
+    DEFAULT_CACHE_THRESHOLD,
+    Base64FileBody,
+    Base64SourceBody,
+    Body,
+    BytesBody,
+    CachedBody,
+)
+from .builder import MessageError, _base64, encode_text
+
+__all__ = ["attachment", "inline", "text", "html", "alternative", "related", "cached"]
+
+PathLike = Union[str, os.PathLike]
+
+
+def _guess_type(filename: str | None) -> str:
+    if filename:
+        guessed, encoding = mimetypes.guess_type(filename, strict=False)
+        if guessed and not encoding:
+            return guessed
+    return "application/octet-stream"
+
+
+def _name_fallback(filename: str) -> str:
+    # Clients that read only Content-Type's name= get the RFC 2047 form, the
+    # de facto convention for non-ASCII names there.
+    return filename if filename.isascii() else hdr.rfc2047_word_fallback(filename)
+
+
+def _body_for(source: Any) -> tuple[Body, str | None]:
+    """A base64 body for a path, an open binary file, bytes or a source; and a name."""
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"attachment not found: {path}")
+        return Base64FileBody(path), os.path.basename(path)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return BytesBody(_base64(bytes(source))), None
+    if hasattr(source, "read"):
+        name = getattr(source, "name", None)
+        return Base64FileBody(source), os.path.basename(name) if isinstance(name, str) else None
+    return Base64SourceBody(source), None
+
+
+def attachment(
+    source: Union[PathLike, BinaryIO, bytes, Any],
+    filename: str | None = None,
+    content_type: str | None = None,
+    *,
+    disposition: str = "attachment",
+    content_id: str | None = None,
+    description: str | None = None,
+) -> dict:
+    """A base64 attachment from a path, an open binary file, bytes or any source.
+
+    The file is read lazily, in blocks, as the message is sent. The content
+    type is guessed from the file name unless given. The name is written as
+    RFC 2231 ``filename*=`` (or plain ``filename=`` when ASCII) in
+    Content-Disposition and as ``name=`` in Content-Type for older clients.
+    """
+    body, guessed_name = _body_for(source)
+    name = filename if filename is not None else guessed_name
+    ctype = content_type or _guess_type(name)
+    headers: dict[str, Any] = {}
+    if name:
+        headers["content-type"] = hdr.format_params(ctype, {"name": _name_fallback(name)})
+        headers["content-disposition"] = hdr.format_params(disposition, {"filename": name})
+    else:
+        headers["content-type"] = ctype
+        headers["content-disposition"] = disposition
+    headers["content-transfer-encoding"] = "base64"
+    if content_id is not None:
+        headers["content-id"] = content_id if content_id.startswith("<") else f"<{content_id}>"
+    if description is not None:
+        headers["content-description"] = description
+    return {"headers": headers, "body": body}
+
+
+def inline(source: Union[PathLike, BinaryIO, bytes, Any], content_id: str, **options: Any) -> dict:
+    """An inline part (an image an HTML part shows as ``cid:<content_id>``)."""
+    return attachment(source, disposition="inline", content_id=content_id, **options)
+
+
+def text(content: Union[str, bytes], subtype: str = "plain", charset: str = "utf-8") -> dict:
+    """A text part that picks 7bit, quoted-printable or base64 from its content."""
+    data = content.encode(charset) if isinstance(content, str) else bytes(content)
+    used = "us-ascii" if data.isascii() else charset
+    cte, encoded = encode_text(data)
+    return {
+        "headers": {
+            "content-type": hdr.format_params(f"text/{subtype}", {"charset": used}),
+            "content-transfer-encoding": cte,
+        },
+        "body": BytesBody(encoded),
+    }
+
+
+def html(content: Union[str, bytes], charset: str = "utf-8") -> dict:
+    """An HTML part (``text/html``), encoded as :func:`text` does."""
+    return text(content, "html", charset)
+
+
+def _as_part(part: Any) -> Any:
+    return text(part) if isinstance(part, str) else part
+
+
+def alternative(*parts: Any) -> dict:
+    """``multipart/alternative``: the same content in several forms, plainest first.
+
+    ``alternative("plain text", html("<p>rich</p>"))``: a ``str`` is a text part.
+    """
+    if not parts:
+        raise MessageError("alternative() needs at least one part")
+    return {"headers": {"content-type": "multipart/alternative"}, "body": {"parts": [_as_part(p) for p in parts]}}
+
+
+def related(root: Any, *resources: Any) -> dict:
+    """``multipart/related``: an HTML root and the inline parts it refers to by Content-ID."""
+    return {
+        "headers": {"content-type": 'multipart/related; type="text/html"'},
+        "body": {"parts": [_as_part(root), *resources]},
+    }
+
+
+def cached(part: dict, threshold: int = DEFAULT_CACHE_THRESHOLD) -> dict:
+    """The same part, with its encoded body produced once and replayed after that.
+
+    For sending one attachment in many messages: build the part once with
+    ``cached(attachment(...))`` and put it in every message. Encoded bytes up
+    to ``threshold`` stay in memory; above that they go to a temporary file.
+    """
+    body = part.get("body")
+    if not isinstance(body, Body):
+        raise MessageError("cached() takes a leaf part made by attachment(), text() or html()")
+    if isinstance(body, CachedBody):
+        return part
+    return {"headers": dict(part.get("headers") or {}), "body": CachedBody(body, threshold)}
