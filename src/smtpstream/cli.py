@@ -1,8 +1,9 @@
-"""The ``smtpstream`` command: Unix filters over the MIME filter core.
+"""The ``smtpstream`` command.
 
-``smtpstream encode base64|quoted-printable``, ``decode ...``, ``normalize``
-and ``stuff`` read standard input and write standard output in chunks, so any
-input size runs in constant memory.
+``encode base64|quoted-printable``, ``decode ...``, ``normalize`` and
+``stuff`` are Unix filters from standard input to standard output, in chunks,
+so any input size runs in constant memory. ``serve`` runs a local development
+SMTP server; ``bench`` prints filter throughput against the standard library.
 """
 from __future__ import annotations
 
@@ -43,7 +44,31 @@ def _parser() -> argparse.ArgumentParser:
     norm.set_defaults(make=lambda a: [filters.EOLNormalizer()])
     stuff = sub.add_parser("stuff", help="normalise line breaks and SMTP dot-stuff")
     stuff.set_defaults(make=lambda a: [filters.NormalizeStuffer()])
+    serve = sub.add_parser("serve", help="a local development SMTP server storing into a Maildir")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8025)
+    serve.add_argument("--maildir", default="smtpstream-maildir")
+    serve.set_defaults(run=_serve)
+    bench = sub.add_parser("bench", help="filter throughput on this machine, against the standard library")
+    bench.add_argument("--size", type=int, default=32, metavar="MiB", help="input size (default 32)")
+    bench.set_defaults(run=_bench)
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .devserver import serve_forever
+
+    serve_forever(args.maildir, args.host, args.port)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .speed import run
+
+    if args.size < 1:
+        raise SystemExit("smtpstream bench: --size must be at least 1")
+    run(args.size, sys.stdout)
+    return 0
 
 
 def pump(stages, source: BinaryIO, sink: BinaryIO) -> None:
@@ -65,5 +90,7 @@ def pump(stages, source: BinaryIO, sink: BinaryIO) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if hasattr(args, "run"):
+        return args.run(args)
     pump(args.make(args), sys.stdin.buffer, sys.stdout.buffer)
     return 0
