@@ -8,12 +8,13 @@ one connection.
 
 Layers: ``protocol`` is the sans-IO engine (bytes and commands in, bytes and
 replies out; states in ``_state``), ``client`` the dialogue as generators of
-I/O actions, ``blocking`` the socket transport. An asyncio transport only
+I/O actions, ``options`` the fields, envelope and result, ``blocking`` the
+socket transport. An asyncio transport only
 needs to perform the same actions.
 """
 from ..message import message
 from .blocking import Session, send
-from .client import DEFAULT_TIMEOUTS, DSN, SendResult
+from .options import DEFAULT_TIMEOUTS, DSN, SendResult
 from .errors import (
     LocalProtocolError,
     RemoteProtocolError,

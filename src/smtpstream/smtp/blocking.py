@@ -1,0 +1,285 @@
+"""The blocking transport: ``send()`` and ``Session`` over a socket (and ssl).
+
+All SMTP logic is in :class:`~smtpstream.smtp.client.Client` (the dialogue)
+and :class:`~smtpstream.smtp.protocol.ClientConnection` (the engine); this
+module connects, performs the I/O actions the dialogue yields, and turns
+socket and ssl errors into :mod:`~smtpstream.smtp.errors` exceptions.
+
+Sockets get TCP_NODELAY (every command group goes out in one ``sendall``:
+with Nagle on, LuaSocket stalls about 40 ms per message); large body chunks
+are written as they come, small ones joined first.
+"""
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+from typing import Any, Mapping
+
+from .client import Client, Poll, Read, UpgradeTLS, Write
+from .options import SendResult, connection_settings, message_spec, split_fields
+from .errors import SMTPError, SMTPServerDisconnected, SMTPTimeoutError, SMTPTLSError
+
+__all__ = ["send", "Session", "RECV_SIZE"]
+
+#: Bytes asked of each ``recv``.
+RECV_SIZE = 65536
+#: Over TLS (no ``sendmsg``), buffers of a write smaller than this in total are
+#: joined into one ``sendall``; bigger ones are written one by one, uncopied.
+JOIN_LIMIT = 262144
+
+
+def send(mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> SendResult:
+    """Send one message: LuaSocket's ``smtp.send{...}``, with keyword arguments too.
+
+    Fields (a mapping, keywords, or both; keywords win):
+
+    * ``from`` (or ``from_``): the sender; "" or "<>" for the null sender.
+      ``<...>`` is added when missing. Defaults to a MessageSource's sender.
+    * ``rcpt``: an address or a list. Defaults to a MessageSource's
+      recipients (To, Cc, Bcc).
+    * ``source``: the whole message: an iterable of byte chunks, a LuaSocket
+      style callable (chunks then None), or ``smtp.message(...)``.
+    * ``user``, ``password`` (or ``token`` for XOAUTH2), ``auth`` (force a
+      mechanism or an order: "PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2").
+    * ``server`` ("localhost"), ``port`` (25, or 465 with ``tls``),
+      ``domain`` (the EHLO name: the host's FQDN, else the local address
+      literal such as ``[192.0.2.1]``; never "localhost").
+    * ``tls``: True for TLS from the start (port 465 implies it).
+      ``starttls``: "required" (the default when credentials are given),
+      "opportunistic" (the default otherwise) or "off".
+      ``ssl_context``: an ``ssl.SSLContext`` (default: certificates verified).
+    * ``timeout``: seconds for every phase, or a mapping phase -> seconds
+      (see ``options.DEFAULT_TIMEOUTS``; RFC 5321 4.5.3.2 by default).
+    * ``step``: an LTN12 pump step ``step(source, sink) -> bool`` used to move
+      the body (like ``ltn12.pump.step``); by default chunks are iterated.
+    * ``create``: a factory returning an unconnected socket (LuaSocket's
+      ``socket.tcp``); we ``connect((server, port))`` it.
+    * ``dsn``: a :class:`~smtpstream.smtp.options.DSN` or a mapping
+      (notify/ret/envid/orcpt), used when the server offers DSN.
+    * ``size``: the message size to declare when the source does not know it.
+    * ``chunking``, ``pipelining``: set False to never use BDAT / PIPELINING.
+
+    Returns a :class:`~smtpstream.smtp.options.SendResult`; raises an
+    :class:`~smtpstream.smtp.errors.SMTPError` (LuaSocket: ``nil, err``).
+    Every argument is checked before connecting.
+    """
+    conn_fields, msg_fields = split_fields(mailt, fields)
+    spec = message_spec(msg_fields)  # refuse bad addresses before connecting
+    with Session(**conn_fields) as session:
+        return session._send_spec(spec)
+
+
+class Session:
+    """One connection for many messages::
+
+        with smtp.Session(server="mx.example", user=..., password=...) as s:
+            for m in messages:
+                s.send(source=m)       # RSET after a failed one; QUIT at the end
+
+    Takes the connection fields of :func:`send`; :meth:`send` takes the message fields.
+    """
+
+    def __init__(self, mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
+        conn_fields, msg_fields = split_fields(mailt, fields)
+        if msg_fields:
+            raise TypeError(f"Session: message fields {sorted(msg_fields)} belong in Session.send()")
+        self.settings = connection_settings(conn_fields)
+        self.client = Client(self.settings)
+        self._sock: Any = None
+        self._poller: Any = None
+        self._connect()
+
+    # ---- public
+
+    def send(self, mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> SendResult:
+        """Send one message over this connection (message fields of :func:`send`)."""
+        conn_fields, msg_fields = split_fields(mailt, fields)
+        if conn_fields:
+            raise TypeError(f"Session.send: connection fields {sorted(conn_fields)} belong in Session()")
+        return self._send_spec(message_spec(msg_fields))
+
+    def noop(self):
+        return self._run(self.client.noop())
+
+    def reset(self):
+        return self._run(self.client.reset())
+
+    @property
+    def extensions(self) -> dict[str, str]:
+        return dict(self.client.conn.extensions)
+
+    @property
+    def closed(self) -> bool:
+        return self._sock is None
+
+    def close(self) -> None:
+        """QUIT (when the connection still works) and close. Never raises for a failed QUIT."""
+        if self._sock is None:
+            return
+        try:
+            if self.client.usable:
+                self._run(self.client.quit())
+        except Exception:  # pragma: no cover - quit() swallows SMTP errors already
+            pass
+        finally:
+            self._close_socket()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # ---- internals
+
+    def _send_spec(self, spec) -> SendResult:
+        if self._sock is None:
+            raise SMTPServerDisconnected("the session is closed")
+        try:
+            return self._run(self.client.send(spec))
+        finally:
+            if not self.client.usable:
+                self._close_socket()
+
+    def _connect(self) -> None:
+        s = self.settings
+        timeout = s.timeouts["connect"]
+        try:
+            if s.create is not None:
+                sock = s.create()
+                sock.settimeout(timeout)
+                try:
+                    sock.connect((s.server, s.port))
+                except BaseException:
+                    sock.close()
+                    raise
+            else:
+                sock = socket.create_connection((s.server, s.port), timeout=timeout)
+        except OSError as exc:
+            raise _translate(exc, "connect", timeout) from exc
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass  # not TCP (a create() may give a Unix socket): nothing to tune
+        self._sock = sock
+        try:
+            if s.tls:
+                self._start_tls(timeout, "connect")
+            try:
+                local_ip = sock.getsockname()[0]
+            except (OSError, IndexError, TypeError):
+                local_ip = None
+            self._run(self.client.open(socket.gethostname(), local_ip if isinstance(local_ip, str) else None))
+        except BaseException:
+            self.close()
+            raise
+
+    def _close_socket(self) -> None:
+        sock, self._sock, self._poller = self._sock, None, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:  # pragma: no cover
+                pass
+
+    def _start_tls(self, timeout: float, phase: str) -> None:
+        context = self.settings.ssl_context or ssl.create_default_context()
+        self._sock.settimeout(timeout)
+        try:
+            self._sock = context.wrap_socket(self._sock, server_hostname=self.settings.server)
+        except OSError as exc:
+            raise _translate(exc, phase, timeout) from exc
+        self._poller = None
+
+    def _run(self, gen):
+        """Perform the actions ``gen`` yields until it returns; I/O errors are thrown into it."""
+        result: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                action = gen.throw(error) if error is not None else gen.send(result)
+            except StopIteration as stop:
+                return stop.value
+            result = error = None
+            try:
+                result = self._perform(action)
+            except SMTPError as exc:
+                error = exc
+            except OSError as exc:
+                error = _translate(exc, action.phase, action.timeout)
+                error.__cause__ = exc
+
+    def _perform(self, action):
+        sock = self._sock
+        if sock is None:
+            raise SMTPServerDisconnected("the connection is closed", phase=action.phase)
+        if type(action) is Write:
+            sock.settimeout(action.timeout)
+            buffers = action.buffers
+            if len(buffers) == 1:
+                sock.sendall(buffers[0])
+            elif not isinstance(sock, ssl.SSLSocket) and hasattr(sock, "sendmsg"):
+                _send_vector(sock, buffers)  # one syscall, no copy
+            elif sum(map(len, buffers)) <= JOIN_LIMIT:
+                sock.sendall(b"".join(buffers))
+            else:
+                for buffer in buffers:
+                    sock.sendall(buffer)
+            return None
+        if type(action) is Read:
+            sock.settimeout(action.timeout)
+            return sock.recv(RECV_SIZE)
+        if type(action) is Poll:
+            if not self._readable():
+                return None
+            sock.settimeout(action.timeout)
+            return sock.recv(RECV_SIZE)
+        if type(action) is UpgradeTLS:
+            self._start_tls(action.timeout, action.phase)
+            return None
+        raise TypeError(f"unknown action {action!r}")  # pragma: no cover
+
+    def _readable(self) -> bool:
+        sock = self._sock
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        if hasattr(select, "poll"):
+            if self._poller is None:
+                self._poller = select.poll()
+                self._poller.register(sock.fileno(), select.POLLIN)
+            return bool(self._poller.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])  # pragma: no cover - no poll() here
+
+
+def _send_vector(sock: socket.socket, buffers) -> None:
+    """``sendall`` for several buffers: gathered by ``sendmsg``, partial sends resumed.
+
+    The socket's timeout applies to each ``sendmsg``, so it limits inactivity,
+    not the whole upload.
+    """
+    views = [memoryview(b).cast("B") for b in buffers]
+    first = 0
+    while first < len(views):
+        sent = sock.sendmsg(views[first:first + 512])  # well under IOV_MAX
+        while first < len(views) and sent >= len(views[first]):
+            sent -= len(views[first])
+            first += 1
+        if sent:
+            views[first] = views[first][sent:]
+
+
+def _translate(exc: OSError, phase: str, timeout: float) -> SMTPError:
+    """A socket or ssl error as the SMTP exception it means, with the phase."""
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return SMTPTimeoutError(f"no progress within {timeout:g} s", phase=phase)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return SMTPTLSError(f"TLS certificate verification failed: {exc.verify_message}", phase=phase)
+    if isinstance(exc, (ssl.SSLZeroReturnError, ssl.SSLEOFError)) and phase not in ("connect", "starttls"):
+        return SMTPServerDisconnected(f"the server closed the TLS connection ({exc})", phase=phase)
+    if isinstance(exc, ssl.SSLError):
+        return SMTPTLSError(f"TLS failed: {exc}", phase=phase)
+    detail = exc.strerror or str(exc) or type(exc).__name__
+    if phase == "connect":
+        return SMTPServerDisconnected(f"cannot connect: {detail}", phase=phase)
+    return SMTPServerDisconnected(f"connection lost: {detail}", phase=phase)

@@ -1,0 +1,649 @@
+"""The SMTP dialogue without I/O: which commands, in what order, and what the replies mean.
+
+:class:`Client` drives a :class:`~smtpstream.smtp.protocol.ClientConnection`
+through whole conversations (greet, STARTTLS, AUTH, a mail transaction,
+RSET, QUIT). Its methods are generators that *yield I/O actions* and get
+their results sent back::
+
+    gen = client.open(hostname, local_ip)
+    result = None
+    while True:
+        action = gen.send(result)      # Write / Read / Poll / UpgradeTLS
+        result = transport.do(action)  # bytes read, or None; errors are thrown in
+
+So every transport (blocking sockets, asyncio) shares the same logic and
+only moves bytes: a transport performs the action, translates its I/O
+errors into :mod:`smtpstream.smtp.errors` exceptions with the action's
+``phase`` and throws them into the generator. Nothing here imports socket,
+ssl, asyncio or time.
+
+The fields of ``send()``, timeouts, the envelope and the result are in
+``options.py``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Generator, Iterable, Iterator
+
+from . import auth
+from ._state import State, Verb
+from .errors import (
+    LocalProtocolError,
+    SMTPAuthenticationError,
+    SMTPDataError,
+    SMTPError,
+    SMTPNotSupportedError,
+    SMTPProtocolError,
+    SMTPRecipientsRefused,
+    SMTPReplyError,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+    SMTPSizeError,
+    SMTPSourceError,
+)
+from .protocol import (
+    NEED_DATA,
+    Auth,
+    AuthResponse,
+    ClientConnection,
+    Command,
+    ConnectionClosed,
+    Data,
+    Ehlo,
+    Helo,
+    Mail,
+    Noop,
+    Quit,
+    Rcpt,
+    Rset,
+    StartTLS,
+    check_address,
+)
+from .options import MessageSpec, SendResult, Settings, default_domain
+from .reply import Reply
+
+__all__ = ["Client", "Write", "Read", "Poll", "UpgradeTLS"]
+
+log = logging.getLogger("smtpstream.smtp")
+
+_PHASE_OF: dict[Verb, str] = {
+    Verb.GREETING: "greeting",
+    Verb.EHLO: "ehlo",
+    Verb.HELO: "helo",
+    Verb.STARTTLS: "starttls",
+    Verb.AUTH: "auth",
+    Verb.AUTH_RESPONSE: "auth",
+    Verb.MAIL: "mail",
+    Verb.RCPT: "rcpt",
+    Verb.DATA: "data",
+    Verb.END_DATA: "end",
+    Verb.BDAT: "body",
+    Verb.BDAT_LAST: "end",
+    Verb.RSET: "rset",
+    Verb.NOOP: "noop",
+    Verb.QUIT: "quit",
+}
+
+#: Body bytes gathered before one write (small chunks are joined, big ones
+#: written as they are: no copy).
+WRITE_SIZE = 65536
+#: Body octets per BDAT command: each one costs a reply.
+BDAT_SIZE = 1 << 20
+#: While uploading, look for an early reply or a close this often (octets).
+POLL_EVERY = 1 << 20
+#: Rounds of 334 challenges before giving up on an AUTH exchange.
+MAX_AUTH_ROUNDS = 5
+
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+_IDLE = frozenset({State.REFUSED, State.GREETED, State.READY, State.MAIL, State.RCPT, State.BDAT})
+
+
+# ------------------------------------------------------------------ I/O actions
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """Write these buffers, in order (join small ones; never copy big ones)."""
+
+    buffers: tuple
+    timeout: float
+    phase: str
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """Read once (up to a block); send back the bytes, ``b""`` at end of stream."""
+
+    timeout: float
+    phase: str
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    """Read only what has already arrived: send back bytes, ``b""`` (closed) or None."""
+
+    timeout: float
+    phase: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeTLS:
+    """Do the TLS handshake on the connection now (after STARTTLS's 220)."""
+
+    timeout: float
+    phase: str = "starttls"
+
+
+Action = Write | Read | Poll | UpgradeTLS
+Gen = Generator[Action, Any, Any]
+
+
+
+class _Transaction:
+    """The replies of one mail transaction, filed by the command they answer."""
+
+    def __init__(self, originals: dict[Rcpt, str]) -> None:
+        self.originals = originals
+        self.replies: list[Reply] = []
+        self.mail: Reply | None = None
+        self.rcpt: dict[str, Reply] = {}
+        self.data: Reply | None = None
+        self.bdat_refusal: Reply | None = None
+        self.final: Reply | None = None
+
+    def record(self, reply: Reply) -> None:
+        self.replies.append(reply)
+        verb = reply.command.verb
+        if verb is Verb.MAIL:
+            self.mail = reply
+        elif verb is Verb.RCPT:
+            self.rcpt[self.originals[reply.command]] = reply
+        elif verb is Verb.DATA:
+            self.data = reply
+        elif verb is Verb.BDAT:
+            if not reply.positive and self.bdat_refusal is None:
+                self.bdat_refusal = reply
+        elif verb in (Verb.END_DATA, Verb.BDAT_LAST):
+            self.final = reply
+
+    @property
+    def accepted(self) -> list[str]:
+        return [r for r, reply in self.rcpt.items() if reply.positive]
+
+    @property
+    def all_answered(self) -> bool:
+        return len(self.rcpt) == len(set(self.originals.values()))
+
+    def hopeless(self) -> bool:
+        """True when the server has already said this message cannot go through."""
+        if self.mail is not None and not self.mail.positive:
+            return True
+        if self.bdat_refusal is not None:
+            return True
+        return self.all_answered and not self.accepted
+
+    def check(self) -> None:
+        """Raise the error the replies so far add up to, if any (in dialogue order)."""
+        if self.mail is not None and not self.mail.positive:
+            raise SMTPSenderRefused("the sender was refused", phase="mail", reply=self.mail)
+        if self.all_answered and not self.accepted:
+            raise SMTPRecipientsRefused(f"all {len(self.rcpt)} recipient(s) refused", self.rcpt)
+        if self.data is not None and not self.data.intermediate:
+            raise SMTPDataError("DATA was refused", phase="data", reply=self.data)
+        if self.bdat_refusal is not None:
+            raise SMTPDataError("a BDAT chunk was refused", phase="body", reply=self.bdat_refusal)
+        if self.final is not None and not self.final.positive:
+            raise SMTPDataError("the message was refused", phase="end", reply=self.final)
+
+
+# ------------------------------------------------------------------ the dialogue
+
+
+class Client:
+    """The sans-IO SMTP dialogue over one connection (see the module doc)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.conn = ClientConnection()
+        self.secure = settings.tls
+        self.authenticated = False
+        self.greeting: Reply | None = None
+        self.hello: Reply | None = None
+        self._broken = False
+        self._in_transaction = False
+        self._phase = "greeting"
+
+    @property
+    def usable(self) -> bool:
+        """True while the connection can carry another command."""
+        return not self._broken and self.conn.state in _IDLE
+
+    def _timeout(self, phase: str) -> float:
+        return self.settings.timeouts[phase]
+
+    # ---- I/O primitives
+
+    def _act(self, action: Action) -> Gen:
+        try:
+            return (yield action)
+        except SMTPError as exc:  # thrown in by the transport: the connection is gone
+            self._broken = True
+            if exc.phase is None:
+                exc.phase = action.phase
+            raise
+
+    def _write(self, buffers: Iterable[Any], phase: str) -> Gen:
+        buffers = tuple(b for b in buffers if len(b))
+        self._phase = phase
+        if buffers:
+            yield from self._act(Write(buffers, self._timeout(phase), phase))
+
+    def _receive(self, data: bytes) -> None:
+        try:
+            self.conn.receive_data(data)
+        except SMTPProtocolError as exc:  # e.g. bytes injected after STARTTLS's 220
+            self._broken = True
+            exc.phase = exc.phase or self._phase
+            raise
+
+    def _event(self):
+        try:
+            return self.conn.next_event()
+        except SMTPProtocolError as exc:
+            self._broken = True
+            exc.phase = exc.phase or self._phase
+            raise
+
+    def _check(self, event: Any) -> Reply:
+        if isinstance(event, ConnectionClosed):
+            self._broken = True
+            phase = _PHASE_OF[event.pending[0].verb] if event.pending else self._phase
+            raise SMTPServerDisconnected("the server closed the connection", phase=phase)
+        log.debug("S: %s", event)
+        if event.code == 421 and (event.command is None or event.command.verb is not Verb.QUIT):
+            self._broken = True
+            phase = _PHASE_OF[event.command.verb] if event.command is not None else self._phase
+            raise SMTPServerDisconnected("the server is closing the connection", phase=phase, reply=event)
+        return event
+
+    def _reply(self) -> Gen:
+        """Read until the next reply (paired with its command) is complete."""
+        while True:
+            event = self._event()
+            if event is NEED_DATA:
+                pending = self.conn.pending
+                phase = _PHASE_OF[pending[0].verb] if pending else self._phase
+                data = yield from self._act(Read(self._timeout(phase), phase))
+                self._receive(data)
+                continue
+            return self._check(event)
+
+    def _poll(self, tx: _Transaction | None) -> Gen:
+        """File whatever replies have already arrived (during an upload)."""
+        data = yield from self._act(Poll(self._timeout(self._phase), self._phase))
+        if data is None:
+            return
+        self._receive(data)
+        while (event := self._event()) is not NEED_DATA:
+            reply = self._check(event)
+            if tx is not None:
+                tx.record(reply)
+
+    def _send(self, command: Command) -> None:
+        self.conn.send(command)
+        log.debug("C: %r", command)  # AUTH payloads are hidden by the commands' repr
+
+    def _exchange(self, command: Command) -> Gen:
+        self._send(command)
+        yield from self._write((self.conn.data_to_send(),), _PHASE_OF[command.verb])
+        return (yield from self._reply())
+
+    def _drain(self, tx: _Transaction | None = None) -> Gen:
+        """Read the replies of every command sent (writing any still buffered first)."""
+        unsent = self.conn.data_to_send()
+        if unsent:  # e.g. MAIL/RCPT queued for a BDAT that the source never delivered
+            yield from self._write((unsent,), self._phase)
+        while self.conn.pending:
+            reply = yield from self._reply()
+            if tx is not None:
+                tx.record(reply)
+
+    # ---- opening
+
+    def open(self, hostname: str | None = None, local_ip: str | None = None) -> Gen:
+        """Greeting, EHLO (HELO fallback), STARTTLS per policy, AUTH when credentials are set."""
+        s = self.settings
+        self.greeting = yield from self._reply()
+        if not self.greeting.positive:
+            raise SMTPReplyError("the server refused the session", phase="greeting", reply=self.greeting)
+        domain = s.domain or default_domain(hostname, local_ip)
+        yield from self._say_hello(domain)
+        if not self.secure and s.starttls != "off":
+            if "STARTTLS" in self.conn.extensions:
+                reply = yield from self._exchange(StartTLS())
+                if reply.positive:
+                    yield from self._act(UpgradeTLS(self._timeout("starttls")))
+                    self.conn.tls_started()
+                    self.secure = True
+                    yield from self._say_hello(domain)
+                elif s.starttls == "required":
+                    raise SMTPReplyError("STARTTLS was refused", phase="starttls", reply=reply)
+            elif s.starttls == "required":
+                why = "credentials are set" if s.credentials else "starttls='required'"
+                raise SMTPNotSupportedError(
+                    f"the server does not offer STARTTLS and {why}: refusing to continue in clear"
+                    " (use tls=True for port 465, or starttls='off' to allow clear text)",
+                    phase="starttls",
+                )
+        if s.credentials:
+            yield from self._authenticate()
+
+    def _say_hello(self, domain: str) -> Gen:
+        reply = yield from self._exchange(Ehlo(domain))
+        if not reply.positive and reply.permanent:
+            # RFC 5321 3.2: a server that does not know EHLO says 500/502.
+            reply = yield from self._exchange(Helo(domain))
+            if not reply.positive:
+                raise SMTPReplyError("HELO was refused", phase="helo", reply=reply)
+        elif not reply.positive:
+            raise SMTPReplyError("EHLO was refused", phase="ehlo", reply=reply)
+        self.hello = reply
+
+    def _authenticate(self) -> Gen:
+        s, conn = self.settings, self.conn
+        offered = conn.auth_mechanisms
+        if not offered:
+            raise SMTPNotSupportedError("credentials are set but the server offers no AUTH", phase="auth")
+        name = auth.choose(offered, secure=self.secure, token=s.token is not None, wanted=s.auth)
+        if name is None:
+            raise SMTPNotSupportedError(
+                f"no usable AUTH mechanism: the server offers {sorted(offered)}", phase="auth"
+            )
+        secret = s.token if s.token is not None else s.password
+        mechanism = auth.MECHANISMS[name](s.user, secret)
+        initial = mechanism.initial()
+        reply = yield from self._exchange(Auth(name, None if initial is None else auth.b64(initial)))
+        rounds = 0
+        while reply.intermediate:
+            rounds += 1
+            try:
+                if reply.code != 334:
+                    raise LocalProtocolError(f"AUTH {name}: expected a 334 challenge, got {reply.code}")
+                if rounds > MAX_AUTH_ROUNDS:
+                    raise LocalProtocolError(f"AUTH {name}: more than {MAX_AUTH_ROUNDS} challenges")
+                try:
+                    challenge = base64.b64decode(reply.lines[0].strip() if reply.lines else "", validate=True)
+                except (binascii.Error, ValueError):
+                    raise LocalProtocolError(f"AUTH {name}: the server's 334 challenge is not base64") from None
+                answer = auth.b64(mechanism.respond(challenge))
+            except LocalProtocolError as exc:
+                # RFC 4954 4: "*" cancels the exchange; the server answers 501.
+                yield from self._exchange(AuthResponse("*"))
+                raise SMTPAuthenticationError(exc.message, phase="auth", reply=reply) from None
+            reply = yield from self._exchange(AuthResponse(answer))
+        if not reply.positive:
+            raise SMTPAuthenticationError(f"AUTH {name} failed", phase="auth", reply=reply)
+        self.authenticated = True
+
+    # ---- one message
+
+    def send(self, spec: MessageSpec) -> Gen:
+        """One mail transaction; returns a :class:`SendResult` or raises.
+
+        On failure the transaction is reset (RSET) when the connection is
+        still usable, so the next message can follow.
+        """
+        if not self.usable:
+            raise SMTPServerDisconnected("the connection is closed", phase=self._phase)
+        try:
+            return (yield from self._transaction(spec))
+        except SMTPError as exc:
+            if isinstance(exc, SMTPSourceError) and self.conn.state is State.BODY:
+                self._broken = True  # mid-DATA the only way to abort is to hang up
+            if self.usable and self._in_transaction:
+                yield from self._reset_quietly()
+            raise
+        finally:
+            self._in_transaction = False
+
+    def _envelope(self, spec: MessageSpec) -> tuple[Mail, list[Rcpt], dict[Rcpt, str]]:
+        ext = self.conn.extensions
+        sender, recipients = spec.sender, list(spec.recipients)
+        utf8 = spec.needs_smtputf8
+        if utf8 and "SMTPUTF8" not in ext:
+            sender = _ascii_address(sender, "sender")
+            recipients = [_ascii_address(r, "recipient") for r in recipients]
+            utf8 = False
+        limit = self.conn.max_size
+        if spec.size is not None and limit is not None and spec.size > limit:
+            raise SMTPSizeError(
+                f"the message is {spec.size} octets and the server accepts at most {limit} (SIZE):"
+                " nothing was sent",
+                phase="mail",
+            )
+        params = []
+        if spec.size is not None and "SIZE" in ext:
+            params.append(f"SIZE={spec.size}")
+        # Declared whenever offered: knowing whether the body is 8-bit would
+        # need a scan of the whole message before sending it.
+        if "8BITMIME" in ext:
+            params.append("BODY=8BITMIME")
+        if utf8:
+            params.append("SMTPUTF8")
+        dsn = spec.dsn if "DSN" in ext else None
+        if dsn is not None:
+            params.extend(dsn.mail_params())
+        mail = Mail(sender, tuple(params))
+        rcpts: list[Rcpt] = []
+        originals: dict[Rcpt, str] = {}
+        for given, address in zip(spec.recipients, recipients):
+            command = Rcpt(address, tuple(dsn.rcpt_params(address)) if dsn is not None else ())
+            rcpts.append(command)
+            originals[command] = given
+        return mail, rcpts, originals
+
+    def _transaction(self, spec: MessageSpec) -> Gen:
+        conn, s = self.conn, self.settings
+        mail, rcpts, originals = self._envelope(spec)
+        tx = _Transaction(originals)
+        pipelining = s.pipelining and conn.pipelining
+        chunking = s.chunking and "CHUNKING" in conn.extensions
+        chunks = _chunks(spec.chunks, spec.step)
+        self._in_transaction = True  # from here on a failure needs RSET
+        if pipelining:
+            self._send(mail)
+            for command in rcpts:
+                self._send(command)
+            if chunking:
+                # MAIL, RCPTs and the first BDAT (all of a small message) in one write.
+                yield from self._upload_bdat(chunks, tx, pipelining=True)
+            else:
+                self._send(Data())
+                yield from self._write((conn.data_to_send(),), "mail")
+                yield from self._drain(tx)
+                if tx.data is not None and tx.data.intermediate and (tx.hopeless()):
+                    # RFC 2920 3.1: DATA accepted although nobody can receive it:
+                    # end it empty, then report the refusals.
+                    yield from self._write((conn.end_body(),), "end")
+                    yield from self._drain(tx)
+                tx.check()
+                yield from self._upload_data(chunks, tx)
+        else:
+            tx.record((yield from self._exchange(mail)))
+            tx.check()
+            for command in rcpts:
+                tx.record((yield from self._exchange(command)))
+            tx.check()
+            if chunking:
+                yield from self._upload_bdat(chunks, tx, pipelining=False)
+            else:
+                tx.record((yield from self._exchange(Data())))
+                tx.check()
+                yield from self._upload_data(chunks, tx)
+        tx.check()
+        return SendResult(
+            sender=spec.sender,
+            recipients=dict(tx.rcpt),
+            reply=tx.final,
+            replies=tuple(tx.replies),
+            size=conn.body_size,
+            chunking=chunking,
+            pipelining=pipelining,
+        )
+
+    def _upload_data(self, chunks: Iterator[Any], tx: _Transaction) -> Gen:
+        conn = self.conn
+        held: list[Any] = []  # small stuffed pieces waiting to be written together
+        held_size = unpolled = 0
+        for chunk in chunks:
+            out = conn.send_body(chunk)
+            if not out:
+                continue
+            held.append(out)
+            held_size += len(out)
+            if held_size >= WRITE_SIZE:
+                yield from self._write(held, "body")
+                unpolled += held_size
+                held, held_size = [], 0
+                if unpolled >= POLL_EVERY:
+                    unpolled = 0
+                    yield from self._poll(tx)  # an early reply here is the server giving up
+        held.append(conn.end_body())
+        yield from self._write(held, "body")
+        tx.record((yield from self._reply()))
+
+    def _upload_bdat(self, chunks: Iterator[Any], tx: _Transaction, pipelining: bool) -> Gen:
+        conn = self.conn
+        batches = _batches(chunks, BDAT_SIZE)
+        held = next(batches, [])  # one batch held back, so the last can say LAST
+        for batch in batches:
+            buffers = conn.send_bdat(held)
+            held = batch
+            if not buffers:
+                continue
+            yield from self._write(buffers, "body")
+            if pipelining:
+                yield from self._poll(tx)
+            else:
+                tx.record((yield from self._reply()))
+            if tx.hopeless():
+                yield from self._drain(tx)
+                return  # not LAST: the RSET after the error discards the chunks
+        yield from self._write(conn.send_bdat(held, last=True), "body")
+        yield from self._drain(tx)
+
+    # ---- reset and quit
+
+    def _reset_quietly(self) -> Gen:
+        try:
+            yield from self._drain()
+            reply = yield from self._exchange(Rset())
+            if not reply.positive:
+                self._broken = True  # the server's transaction state is unknown now
+        except SMTPError:
+            self._broken = True
+
+    def reset(self) -> Gen:
+        """RSET: abandon any transaction (RFC 5321 4.1.1.5)."""
+        yield from self._drain()
+        reply = yield from self._exchange(Rset())
+        if not reply.positive:
+            raise SMTPReplyError("RSET was refused", phase="rset", reply=reply)
+        return reply
+
+    def noop(self) -> Gen:
+        """NOOP: check that the server is still there."""
+        return (yield from self._exchange(Noop()))
+
+    def quit(self) -> Gen:
+        """QUIT; returns its reply or None. Never raises: a delivered message stays delivered."""
+        if not self.usable:
+            return None
+        try:
+            yield from self._drain()
+            return (yield from self._exchange(Quit()))
+        except SMTPError as exc:
+            log.debug("QUIT failed (ignored): %s", exc)
+            self._broken = True
+            return None
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _chunks(it: Iterator[Any], step: Callable | None) -> Iterator[Any]:
+    """The source's chunks; anything it raises becomes SMTPSourceError (with the cause)."""
+    if step is None:
+        while True:
+            try:
+                chunk = next(it)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise SMTPSourceError(f"the message source failed: {exc!r}", phase="body") from exc
+            if not isinstance(chunk, _BYTES_LIKE):
+                raise SMTPSourceError(
+                    f"the message source gave a {type(chunk).__name__} chunk: chunks must be bytes", phase="body"
+                )
+            yield chunk
+        return
+    box: list[Any] = []
+    ended: list[bool] = []
+
+    def sink(chunk: Any) -> int:
+        (ended.append(True) if chunk is None else box.append(chunk))
+        return 1
+
+    while True:
+        try:
+            more = step(it, sink)
+        except Exception as exc:
+            raise SMTPSourceError(f"the message source failed: {exc!r}", phase="body") from exc
+        for chunk in box:
+            if not isinstance(chunk, _BYTES_LIKE):
+                raise SMTPSourceError(
+                    f"the message source gave a {type(chunk).__name__} chunk: chunks must be bytes", phase="body"
+                )
+            yield chunk
+        box.clear()
+        if not more or ended:
+            return
+
+
+def _batches(chunks: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    total = 0
+    for chunk in chunks:
+        batch.append(chunk)
+        total += len(chunk)
+        if total >= size:
+            yield batch
+            batch, total = [], 0
+    if batch:
+        yield batch
+
+
+def _ascii_address(address: str, what: str) -> str:
+    """A non-ASCII address for a server without SMTPUTF8: IDNA for the domain, or an error."""
+    if address.isascii():
+        return address
+    inner = check_address(address, what)[1:-1]
+    local, at, domain = inner.rpartition("@")
+    if not at or not local.isascii():
+        raise SMTPNotSupportedError(
+            f"the {what} {address!r} has a non-ASCII local part and the server does not offer"
+            " SMTPUTF8 (RFC 6531): nothing was sent",
+            phase="mail",
+        )
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise SMTPNotSupportedError(
+            f"the {what} {address!r} has a domain that cannot be IDNA-encoded and the server"
+            " does not offer SMTPUTF8",
+            phase="mail",
+        ) from None
+    return f"{local}@{ascii_domain}"

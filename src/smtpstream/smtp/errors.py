@@ -1,0 +1,166 @@
+"""The exceptions of ``smtpstream.smtp``: one base class, each failure says where and whose.
+
+Every exception is an :class:`SMTPError` carrying
+
+* ``phase``: where the dialogue was ("connect", "greeting", "ehlo", "helo",
+  "starttls", "auth", "mail", "rcpt", "data", "body", "end", "rset", "quit"),
+  or ``None`` when nothing was sent yet;
+* ``code`` and ``enhanced``: the server's reply code and its RFC 3463 status
+  code ("5.1.1"), when a reply caused the failure (``reply`` is that reply);
+* ``temporary`` / ``permanent``: whether retrying later may help (4xx, a
+  timeout, a dropped connection) or not (5xx).
+
+This maps LuaSocket's ``nil, err``: ``smtp.send`` returns a result object or
+raises one of these; ``str(exc)`` is the readable message LuaSocket returned.
+Messages never contain credentials: an AUTH payload is never formatted.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .reply import Reply
+
+__all__ = [
+    "SMTPError",
+    "SMTPProtocolError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "SMTPServerDisconnected",
+    "SMTPTimeoutError",
+    "SMTPTLSError",
+    "SMTPNotSupportedError",
+    "SMTPSizeError",
+    "SMTPSourceError",
+    "SMTPReplyError",
+    "SMTPAuthenticationError",
+    "SMTPSenderRefused",
+    "SMTPRecipientsRefused",
+    "SMTPDataError",
+]
+
+
+class SMTPError(Exception):
+    """Base class: ``phase``, ``code``, ``enhanced``, ``reply``, ``temporary``, ``permanent``."""
+
+    #: Default for ``temporary`` when no reply code decides it.
+    _temporary_default = False
+
+    def __init__(self, message: str, *, phase: str | None = None, reply: Reply | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.phase = phase
+        self.reply = reply
+
+    @property
+    def code(self) -> int | None:
+        return None if self.reply is None else self.reply.code
+
+    @property
+    def enhanced(self) -> str | None:
+        return None if self.reply is None else self.reply.enhanced
+
+    @property
+    def temporary(self) -> bool:
+        """True when the same attempt may succeed later (4xx, timeout, disconnect)."""
+        if self.code is not None:
+            return 400 <= self.code < 500
+        return self._temporary_default
+
+    @property
+    def permanent(self) -> bool:
+        """True when the server refused for good (5xx): do not retry as is."""
+        return self.code is not None and 500 <= self.code < 600
+
+    def __str__(self) -> str:
+        where = f"{self.phase}: " if self.phase else ""
+        if self.reply is not None:
+            return f"{where}{self.message}: {self.reply}"
+        return f"{where}{self.message}"
+
+
+class SMTPProtocolError(SMTPError):
+    """Someone broke the SMTP protocol; the subclass says who."""
+
+
+class LocalProtocolError(SMTPProtocolError):
+    """We did (or the caller asked for it): an illegal command in this state, a
+    CR/LF/NUL in an argument. Raised before anything is written."""
+
+
+class RemoteProtocolError(SMTPProtocolError):
+    """The server did: a malformed or oversized reply, a reply that fits no
+    command, bytes after the STARTTLS go-ahead. The connection is unusable."""
+
+
+class SMTPServerDisconnected(SMTPError, ConnectionError):
+    """The connection failed or the server closed it (a 421 reply included).
+    Whatever was in progress was not delivered."""
+
+    _temporary_default = True
+
+
+class SMTPTimeoutError(SMTPError, TimeoutError):
+    """The server did not answer (or read) within the phase's time limit."""
+
+    _temporary_default = True
+
+
+class SMTPTLSError(SMTPError):
+    """The TLS handshake failed (certificate verification included)."""
+
+
+class SMTPNotSupportedError(SMTPError):
+    """The server lacks something this message or the policy needs
+    (SMTPUTF8, STARTTLS when required, a usable AUTH mechanism)."""
+
+
+class SMTPSizeError(SMTPError):
+    """The message is larger than the server's SIZE limit; nothing was uploaded."""
+
+    @property
+    def permanent(self) -> bool:
+        return True
+
+
+class SMTPSourceError(SMTPError):
+    """The message source raised while the body was being sent (see ``__cause__``).
+    No end of data was sent, so the server discards the partial message."""
+
+
+class SMTPReplyError(SMTPError):
+    """The server answered with a refusal; ``reply`` is that answer."""
+
+
+class SMTPAuthenticationError(SMTPReplyError):
+    """AUTH failed (wrong credentials, or the exchange went wrong)."""
+
+
+class SMTPSenderRefused(SMTPReplyError):
+    """MAIL FROM was refused."""
+
+
+class SMTPRecipientsRefused(SMTPReplyError):
+    """Every recipient was refused: ``refused`` maps each one to its reply."""
+
+    def __init__(self, message: str, refused: Mapping[str, Reply], *, phase: str | None = "rcpt") -> None:
+        first = next(iter(refused.values()), None)
+        super().__init__(message, phase=phase, reply=first)
+        self.refused = dict(refused)
+
+    @property
+    def temporary(self) -> bool:
+        return any(r.code // 100 == 4 for r in self.refused.values())
+
+    @property
+    def permanent(self) -> bool:
+        return bool(self.refused) and all(r.code // 100 == 5 for r in self.refused.values())
+
+    def __str__(self) -> str:
+        listed = "; ".join(f"{rcpt}: {reply}" for rcpt, reply in self.refused.items())
+        where = f"{self.phase}: " if self.phase else ""
+        return f"{where}{self.message}: {listed}"
+
+
+class SMTPDataError(SMTPReplyError):
+    """DATA, a BDAT chunk or the end of data was refused: not delivered."""

@@ -1,0 +1,363 @@
+"""The options of a send: LuaSocket's fields checked, the envelope, DSN, timeouts, the result.
+
+``send(mailt)`` takes one table (or keywords) mixing connection fields and
+message fields; :func:`split_fields` separates them, :func:`connection_settings`
+and :func:`message_spec` check them *before anything is sent* (a CR, LF or
+NUL in an address never reaches a socket). :class:`SendResult` is what a
+delivered message returns. No I/O here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+from .. import ltn12
+from . import auth
+from .errors import LocalProtocolError
+from .protocol import check_address, check_domain
+from .reply import Reply
+
+__all__ = [
+    "DEFAULT_TIMEOUTS",
+    "Settings",
+    "MessageSpec",
+    "SendResult",
+    "DSN",
+    "connection_settings",
+    "message_spec",
+    "split_fields",
+    "default_domain",
+]
+
+#: Seconds per phase. RFC 5321 4.5.3.2: initial 220 greeting 5 min, MAIL 5 min,
+#: RCPT 5 min, DATA initiation 2 min, data block 3 min (measured per write,
+#: i.e. as inactivity), DATA termination 10 min. EHLO/AUTH/RSET get the
+#: 5 minutes of an ordinary command; QUIT only 30 s, since the mail is
+#: already delivered by then and a slow QUIT should not hold the caller.
+DEFAULT_TIMEOUTS: dict[str, float] = {
+    "connect": 300.0,
+    "greeting": 300.0,
+    "ehlo": 300.0,
+    "helo": 300.0,
+    "starttls": 300.0,
+    "auth": 300.0,
+    "mail": 300.0,
+    "rcpt": 300.0,
+    "data": 120.0,
+    "body": 180.0,
+    "end": 600.0,
+    "rset": 300.0,
+    "noop": 300.0,
+    "quit": 30.0,
+}
+
+
+# ------------------------------------------------------------------ settings and fields
+
+STARTTLS_POLICIES = ("required", "opportunistic", "off")
+
+CONNECTION_FIELDS = frozenset({
+    "server", "port", "domain", "create", "timeout", "tls", "starttls", "ssl_context",
+    "user", "password", "token", "auth", "chunking", "pipelining",
+})
+MESSAGE_FIELDS = frozenset({"from", "rcpt", "source", "step", "dsn", "size"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Connection settings (see ``smtp.send`` for each field)."""
+
+    server: str = "localhost"
+    port: int = 25
+    domain: str | None = None
+    create: Callable[[], Any] | None = None
+    timeouts: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
+    tls: bool = False
+    starttls: str = "opportunistic"
+    ssl_context: Any = None
+    user: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    auth: Any = None
+    chunking: bool = True
+    pipelining: bool = True
+
+    @property
+    def credentials(self) -> bool:
+        return self.user is not None and (self.password is not None or self.token is not None)
+
+
+def split_fields(mailt: Mapping | None, fields: Mapping[str, Any]) -> tuple[dict, dict]:
+    """LuaSocket's table and keyword fields, merged (keywords win) and split into
+    connection fields and message fields. ``from_`` is accepted for ``from``."""
+    merged: dict[str, Any] = {}
+    if mailt is not None:
+        if not isinstance(mailt, Mapping):
+            raise TypeError(f"send: the mail table must be a mapping, got {type(mailt).__name__}")
+        merged.update(mailt)
+    for key, value in fields.items():
+        merged["from" if key == "from_" else key] = value
+    unknown = sorted(set(merged) - CONNECTION_FIELDS - MESSAGE_FIELDS)
+    if unknown:
+        raise TypeError(f"send: unknown field(s) {unknown}")
+    conn = {k: v for k, v in merged.items() if k in CONNECTION_FIELDS}
+    msg = {k: v for k, v in merged.items() if k in MESSAGE_FIELDS}
+    return conn, msg
+
+
+def _timeouts(value: Any) -> dict[str, float]:
+    out = dict(DEFAULT_TIMEOUTS)
+    if value is None:
+        return out
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(out))
+        if unknown:
+            raise ValueError(f"unknown timeout phase(s) {unknown}; phases: {sorted(out)}")
+        items = value.items()
+    else:
+        items = ((phase, value) for phase in out)
+    for phase, seconds in items:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+            raise ValueError(f"timeout for {phase!r} must be a positive number of seconds, got {seconds!r}")
+        out[phase] = float(seconds)
+    return out
+
+
+def connection_settings(fields: Mapping[str, Any]) -> Settings:
+    """Check connection fields and fill in the defaults."""
+    unknown = sorted(set(fields) - CONNECTION_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown connection field(s) {unknown}")
+    server = fields.get("server") or "localhost"
+    if not isinstance(server, str):
+        raise TypeError(f"server must be str, got {type(server).__name__}")
+    tls = fields.get("tls")
+    if tls not in (None, True, False, "implicit"):
+        raise ValueError(f"tls must be True/'implicit' (TLS from the start, port 465) or False, got {tls!r}")
+    port = fields.get("port")
+    if tls is None:
+        tls = port == 465
+    tls = bool(tls)
+    if port is None:
+        port = 465 if tls else 25
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"port must be an int in 1..65535, got {port!r}")
+    domain = fields.get("domain")
+    if domain is not None:
+        check_domain(domain)
+    user, password, token = fields.get("user"), fields.get("password"), fields.get("token")
+    for name, value in (("user", user), ("password", password), ("token", token)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name} must be str, got {type(value).__name__}")  # value never shown
+    if password is not None and token is not None:
+        raise ValueError("give either password or token, not both")
+    credentials = user is not None and (password is not None or token is not None)
+    starttls = fields.get("starttls")
+    if starttls is None:
+        starttls = "required" if credentials else "opportunistic"
+    if starttls not in STARTTLS_POLICIES:
+        raise ValueError(f"starttls must be one of {STARTTLS_POLICIES}, got {starttls!r}")
+    create = fields.get("create")
+    if create is not None and not callable(create):
+        raise TypeError("create must be a callable returning an unconnected socket")
+    wanted = fields.get("auth")
+    if wanted is not None:
+        auth.choose((), secure=True, token=False, wanted=wanted)  # checks the names
+    return Settings(
+        server=server,
+        port=port,
+        domain=domain,
+        create=create,
+        timeouts=_timeouts(fields.get("timeout")),
+        tls=tls,
+        starttls=starttls,
+        ssl_context=fields.get("ssl_context"),
+        user=user,
+        password=password,
+        token=token,
+        auth=wanted,
+        chunking=bool(fields.get("chunking", True)),
+        pipelining=bool(fields.get("pipelining", True)),
+    )
+
+
+def default_domain(hostname: str | None, local_ip: str | None) -> str:
+    """The EHLO argument when none is given (RFC 5321 4.1.1.1: an FQDN or an address literal).
+
+    The host's name when it is fully qualified, else the literal of the local
+    address of the connection (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``);
+    never plain "localhost" (LuaSocket's default, spec 5.4 item 9).
+    """
+    name = (hostname or "").rstrip(".")
+    if "." in name and not name.lower().startswith("localhost") and not name.replace(".", "").isdigit():
+        try:
+            return check_domain(name)
+        except (LocalProtocolError, TypeError):
+            pass
+    ip = (local_ip or "127.0.0.1").split("%", 1)[0]
+    return f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
+
+
+# ------------------------------------------------------------------ the message
+
+
+def _xtext(value: str) -> str:
+    """RFC 3461 4: xtext, with "+", "=" and anything outside ! .. ~ as +XX."""
+    out = []
+    for byte in value.encode("utf-8"):
+        out.append(chr(byte) if 33 <= byte <= 126 and byte not in (43, 61) else f"+{byte:02X}")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class DSN:
+    """Delivery status notification requests (RFC 3461), sent only when the server offers DSN.
+
+    ``notify``: "NEVER" or some of "SUCCESS", "FAILURE", "DELAY"; ``ret``:
+    "FULL" or "HDRS"; ``envid``: an envelope id; ``orcpt``: send each
+    recipient's original address (ORCPT=rfc822;...) too.
+    """
+
+    notify: tuple[str, ...] | None = None
+    ret: str | None = None
+    envid: str | None = None
+    orcpt: bool = True
+
+    def __post_init__(self) -> None:
+        notify = self.notify
+        if isinstance(notify, str):
+            notify = tuple(n.strip() for n in notify.split(","))
+        if notify is not None:
+            notify = tuple(n.upper() for n in notify)
+            allowed = {"SUCCESS", "FAILURE", "DELAY"}
+            if not notify or not (notify == ("NEVER",) or set(notify) <= allowed):
+                raise ValueError(f"DSN notify must be 'NEVER' or some of {sorted(allowed)}, got {self.notify!r}")
+            object.__setattr__(self, "notify", notify)
+        if self.ret is not None:
+            ret = self.ret.upper()
+            if ret not in ("FULL", "HDRS"):
+                raise ValueError(f"DSN ret must be 'FULL' or 'HDRS', got {self.ret!r}")
+            object.__setattr__(self, "ret", ret)
+        if self.envid is not None:
+            if not isinstance(self.envid, str) or not self.envid.isascii() or not self.envid.isprintable():
+                raise LocalProtocolError(f"DSN envid must be printable ASCII, got {self.envid!r}")
+
+    def mail_params(self) -> list[str]:
+        params = []
+        if self.ret:
+            params.append(f"RET={self.ret}")
+        if self.envid:
+            params.append(f"ENVID={_xtext(self.envid)}")
+        return params
+
+    def rcpt_params(self, address: str) -> list[str]:
+        params = []
+        if self.notify:
+            params.append("NOTIFY=" + ",".join(self.notify))
+        bare = check_address(address, "recipient")[1:-1]
+        if self.orcpt and bare.isascii():  # a UTF-8 ORCPT needs RFC 6533's utf-8 type
+            params.append(f"ORCPT=rfc822;{_xtext(bare)}")
+        return params
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    """One message's envelope and source, checked (see :func:`message_spec`)."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    chunks: Iterator[Any] = field(repr=False)
+    size: int | None = None
+    step: Callable | None = field(default=None, repr=False)
+    dsn: DSN | None = None
+
+    @property
+    def needs_smtputf8(self) -> bool:
+        return not (self.sender.isascii() and all(r.isascii() for r in self.recipients))
+
+
+def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
+    """Check a message's fields before anything is sent.
+
+    ``from`` and ``rcpt`` default to the ``sender`` and ``recipients`` of a
+    :class:`~smtpstream.message.MessageSource` (To, Cc and Bcc). Every
+    address is checked here: CR, LF, NUL or another control character is a
+    :class:`LocalProtocolError` before any connection is made.
+    """
+    unknown = sorted(set(fields) - MESSAGE_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown message field(s) {unknown}")
+    if fields.get("source") is None:
+        raise TypeError("send: 'source' is required (an iterable of byte chunks or a callable source)")
+    source = fields["source"]
+    sender = fields.get("from")
+    if sender is None:
+        sender = getattr(source, "sender", None)
+    if sender is None:
+        raise TypeError("send: 'from' is required")
+    rcpt = fields.get("rcpt")
+    if rcpt is None:
+        rcpt = getattr(source, "recipients", None)
+    if rcpt is None:
+        raise TypeError("send: 'rcpt' is required (an address or a list of addresses)")
+    recipients = (rcpt,) if isinstance(rcpt, str) else tuple(rcpt)
+    if not recipients:
+        raise ValueError("send: no recipients")
+    check_address(sender, "sender", null_ok=True)
+    for r in recipients:
+        check_address(r, "recipient")
+    size = fields.get("size")
+    if size is None:
+        size = getattr(source, "size", None)
+        if size is None and isinstance(source, (list, tuple)) and all(
+            isinstance(c, (bytes, bytearray, memoryview)) for c in source
+        ):
+            size = sum(memoryview(c).nbytes for c in source)
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise ValueError(f"size must be a non-negative int, got {size!r}")
+    step = fields.get("step")
+    if step is not None and not callable(step):
+        raise TypeError("step must be callable like ltn12.pump.step(source, sink)")
+    dsn = fields.get("dsn")
+    if isinstance(dsn, Mapping):
+        dsn = DSN(**dsn)
+    elif dsn is not None and not isinstance(dsn, DSN):
+        raise TypeError("dsn must be a DSN or a mapping with notify/ret/envid/orcpt")
+    return MessageSpec(sender, recipients, ltn12.source.iterate(source), size, step, dsn)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What the server said about one delivered message.
+
+    ``recipients`` maps every recipient (as given) to its RCPT reply;
+    ``accepted`` / ``refused`` split them; ``reply`` is the final reply
+    (after the end of data); ``replies`` are all the transaction's replies
+    in order; ``size`` the octets of message data sent (CRLF-normalised; in
+    DATA mode including the dots added by stuffing); ``queue_id`` the
+    server's id when the final reply names one.
+    """
+
+    sender: str
+    recipients: dict[str, Reply]
+    reply: Reply
+    replies: tuple[Reply, ...]
+    size: int
+    chunking: bool = False
+    pipelining: bool = False
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        return tuple(r for r, reply in self.recipients.items() if reply.positive)
+
+    @property
+    def refused(self) -> dict[str, Reply]:
+        return {r: reply for r, reply in self.recipients.items() if not reply.positive}
+
+    @property
+    def code(self) -> int:
+        return self.reply.code
+
+    @property
+    def queue_id(self) -> str | None:
+        return self.reply.queue_id

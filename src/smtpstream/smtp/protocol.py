@@ -1,0 +1,604 @@
+"""The SMTP client protocol engine: bytes and commands in, bytes and events out, no I/O.
+
+This module imports no socket, ssl, asyncio or time: a transport (blocking
+sockets in ``blocking.py``, asyncio later) moves the bytes. The shape is
+h11's::
+
+    conn = ClientConnection()
+    conn.receive_data(sock.recv(65536))          # b"" means the server closed
+    while (event := conn.next_event()) is not NEED_DATA:
+        ...                                       # a Reply, or ConnectionClosed
+    conn.send(Ehlo("client.example"))            # buffered ...
+    sock.sendall(conn.data_to_send())            # ... and written as one group
+
+Each command sent is queued (a FIFO); each reply parsed pairs with the
+oldest queued command and names it in ``Reply.command``. That is what makes
+pipelining safe: MAIL, every RCPT and DATA can go in one write and the
+replies, however the segments split them, come back paired in order.
+
+States and transitions are in ``_state.py`` (one table). Errors say whose
+fault they are: :class:`LocalProtocolError` (ours: raised before anything is
+buffered) and :class:`RemoteProtocolError` (the server's: the connection is
+then in the sticky ``ERROR`` state).
+
+The body: in DATA mode, :meth:`ClientConnection.send_body` passes each chunk
+through :class:`~smtpstream.filters.NormalizeStuffer` (bare CR / LF become
+CRLF, a ``.`` after any line break is doubled: the SMTP smuggling defence),
+and :meth:`end_body` sends ``.\\r\\n`` when the output already ends in CRLF,
+else ``\\r\\n.\\r\\n`` (LuaSocket always adds the CRLF: spec 5.4 item 5). In
+BDAT mode (RFC 3030) :meth:`send_bdat` frames already-normalised chunks with
+their length; nothing is stuffed.
+"""
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import ClassVar, Iterable, Sequence, Union
+
+from .. import filters
+from ._state import (
+    GROUP_ENDERS,
+    NEUTRAL,
+    NEW_TRANSACTION,
+    OUTCOMES,
+    REPLY,
+    SEND,
+    TLS_STARTED,
+    Outcome,
+    State,
+    Verb,
+    outcome_of,
+)
+from .errors import LocalProtocolError, RemoteProtocolError, SMTPProtocolError
+from .reply import Reply, ReplyParser, parse_ehlo
+
+__all__ = [
+    "ClientConnection",
+    "NEED_DATA",
+    "ConnectionClosed",
+    "Command",
+    "Greeting",
+    "Ehlo",
+    "Helo",
+    "StartTLS",
+    "Auth",
+    "AuthResponse",
+    "Mail",
+    "Rcpt",
+    "Data",
+    "EndOfData",
+    "Bdat",
+    "Rset",
+    "Noop",
+    "Quit",
+    "State",
+    "Verb",
+    "check_address",
+    "check_domain",
+    "check_param",
+]
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+class _NeedData:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+#: Returned by :meth:`ClientConnection.next_event` when more bytes are needed.
+NEED_DATA = _NeedData()
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The server closed the connection; ``pending`` lists the commands left unanswered."""
+
+    pending: tuple = ()
+
+
+# ------------------------------------------------------------------ argument checks
+
+# C0 controls, DEL and C1 controls: CR, LF and NUL would inject commands or
+# cut the line; the others have no business in an SMTP argument either.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_PARAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*(?:=[^\x00-\x20=\x7f]+)?\Z")
+_DOMAIN = re.compile(r"(?:\[[^\[\]\s]+\]|[^\s\[\]<>@]+)\Z")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
+
+
+def _refuse_controls(value: str, what: str) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be str, got {type(value).__name__}")
+    found = _CONTROL.search(value)
+    if found:
+        raise LocalProtocolError(
+            f"{what} contains the control character {found.group()!r} (CR, LF and NUL would inject"
+            " commands): refused before anything was sent"
+        )
+
+
+def check_address(address: str, what: str = "address", *, null_ok: bool = False) -> str:
+    """Validate a mailbox and return its SMTP path: ``a@b`` and ``<a@b>`` give ``<a@b>``.
+
+    Refused: control characters (CR, LF, NUL...), ``<``/``>`` inside, white
+    space outside a quoted local part, and the empty address unless
+    ``null_ok`` (the null reverse-path ``<>`` of MAIL FROM).
+    """
+    _refuse_controls(address, what)
+    inner = address[1:-1] if address.startswith("<") and address.endswith(">") else address
+    if not inner:
+        if null_ok:
+            return "<>"
+        raise LocalProtocolError(f"{what} is empty")
+    if "<" in inner or ">" in inner:
+        raise LocalProtocolError(f"{what} {address!r} has '<' or '>' inside: give a bare address")
+    rest = inner
+    if inner.startswith('"'):  # a quoted local part may hold spaces (RFC 5321 4.1.2)
+        end = re.match(r'"(?:[^"\\]|\\.)*"', inner)
+        if end is None:
+            raise LocalProtocolError(f"{what} {address!r} has an unterminated quoted local part")
+        rest = inner[end.end():]
+    if any(c.isspace() for c in rest):
+        raise LocalProtocolError(f"{what} {address!r} contains white space")
+    return f"<{inner}>"
+
+
+def check_domain(domain: str) -> str:
+    """Validate the EHLO/HELO argument: a domain or an address literal, no spaces or controls."""
+    _refuse_controls(domain, "EHLO domain")
+    if not _DOMAIN.match(domain):
+        raise LocalProtocolError(f"EHLO domain {domain!r} is not a domain or an address literal")
+    return domain
+
+
+def check_param(param: str) -> str:
+    """Validate one ESMTP parameter, ``KEYWORD`` or ``KEYWORD=value`` (RFC 5321 4.1.2)."""
+    _refuse_controls(param, "ESMTP parameter")
+    if not _PARAM.match(param):
+        raise LocalProtocolError(f"malformed ESMTP parameter {param!r}")
+    return param
+
+
+# ------------------------------------------------------------------ commands
+
+
+class Command:
+    """Base class: a command knows its verb and its wire form."""
+
+    __slots__ = ()
+    verb: ClassVar[Verb]
+
+    def encode(self) -> bytes:  # pragma: no cover - every command overrides it
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class Greeting(Command):
+    """Not sent: the FIFO entry the server's first reply pairs with."""
+
+    verb: ClassVar[Verb] = Verb.GREETING
+
+
+@dataclass(frozen=True, slots=True)
+class Ehlo(Command):
+    domain: str
+    verb: ClassVar[Verb] = Verb.EHLO
+
+    def __post_init__(self) -> None:
+        check_domain(self.domain)
+
+    def encode(self) -> bytes:
+        return b"EHLO " + self.domain.encode("utf-8") + b"\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Helo(Command):
+    domain: str
+    verb: ClassVar[Verb] = Verb.HELO
+
+    def __post_init__(self) -> None:
+        check_domain(self.domain)
+
+    def encode(self) -> bytes:
+        return b"HELO " + self.domain.encode("utf-8") + b"\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS(Command):
+    verb: ClassVar[Verb] = Verb.STARTTLS
+
+    def encode(self) -> bytes:
+        return b"STARTTLS\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Auth(Command):
+    """``AUTH mechanism [initial-response]``; the response is secret and never shown."""
+
+    mechanism: str
+    initial_response: str | None = field(default=None, repr=False)
+    verb: ClassVar[Verb] = Verb.AUTH
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Z0-9_-]{1,20}", self.mechanism):
+            raise LocalProtocolError(f"malformed SASL mechanism name {self.mechanism!r}")
+        if self.initial_response is not None:
+            _check_sasl(self.initial_response, allow_equals=True)
+
+    def encode(self) -> bytes:
+        line = "AUTH " + self.mechanism
+        if self.initial_response is not None:
+            # RFC 4954 4: an empty initial response is sent as "=".
+            line += " " + (self.initial_response or "=")
+        return line.encode("ascii") + b"\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResponse(Command):
+    """A base64 answer to a 334 challenge (``*`` cancels). Secret: never shown."""
+
+    response: str = field(repr=False)
+    verb: ClassVar[Verb] = Verb.AUTH_RESPONSE
+
+    def __post_init__(self) -> None:
+        if self.response != "*":
+            _check_sasl(self.response, allow_equals=False)
+
+    def encode(self) -> bytes:
+        return self.response.encode("ascii") + b"\r\n"
+
+
+def _check_sasl(data: str, allow_equals: bool) -> None:
+    # The message names no part of the data: it may be a credential.
+    if not isinstance(data, str) or not _BASE64.match(data) or (data == "=" and not allow_equals):
+        raise LocalProtocolError("a SASL response must be base64 text (contents not shown)")
+
+
+@dataclass(frozen=True, slots=True)
+class Mail(Command):
+    """``MAIL FROM:<address> params``; ``address`` may be "" for the null sender."""
+
+    address: str
+    params: tuple[str, ...] = ()
+    verb: ClassVar[Verb] = Verb.MAIL
+
+    def __post_init__(self) -> None:
+        check_address(self.address, "sender", null_ok=True)
+        object.__setattr__(self, "params", tuple(check_param(p) for p in self.params))
+
+    @property
+    def path(self) -> str:
+        return check_address(self.address, "sender", null_ok=True)
+
+    def encode(self) -> bytes:
+        return _with_params("MAIL FROM:" + self.path, self.params)
+
+
+@dataclass(frozen=True, slots=True)
+class Rcpt(Command):
+    """``RCPT TO:<address> params``."""
+
+    address: str
+    params: tuple[str, ...] = ()
+    verb: ClassVar[Verb] = Verb.RCPT
+
+    def __post_init__(self) -> None:
+        check_address(self.address, "recipient")
+        object.__setattr__(self, "params", tuple(check_param(p) for p in self.params))
+
+    @property
+    def path(self) -> str:
+        return check_address(self.address, "recipient")
+
+    def encode(self) -> bytes:
+        return _with_params("RCPT TO:" + self.path, self.params)
+
+
+def _with_params(line: str, params: Sequence[str]) -> bytes:
+    if params:
+        line += " " + " ".join(params)
+    return line.encode("utf-8") + b"\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Data(Command):
+    verb: ClassVar[Verb] = Verb.DATA
+
+    def encode(self) -> bytes:
+        return b"DATA\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfData(Command):
+    """The ``.`` line ending DATA (made by :meth:`ClientConnection.end_body`)."""
+
+    verb: ClassVar[Verb] = Verb.END_DATA
+
+
+@dataclass(frozen=True, slots=True)
+class Bdat(Command):
+    """``BDAT size [LAST]`` (made by :meth:`ClientConnection.send_bdat`)."""
+
+    size: int
+    last: bool = False
+
+    @property
+    def verb(self) -> Verb:  # type: ignore[override]
+        return Verb.BDAT_LAST if self.last else Verb.BDAT
+
+    def encode(self) -> bytes:
+        return b"BDAT %d%s\r\n" % (self.size, b" LAST" if self.last else b"")
+
+
+@dataclass(frozen=True, slots=True)
+class Rset(Command):
+    verb: ClassVar[Verb] = Verb.RSET
+
+    def encode(self) -> bytes:
+        return b"RSET\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Noop(Command):
+    verb: ClassVar[Verb] = Verb.NOOP
+
+    def encode(self) -> bytes:
+        return b"NOOP\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Quit(Command):
+    verb: ClassVar[Verb] = Verb.QUIT
+
+    def encode(self) -> bytes:
+        return b"QUIT\r\n"
+
+
+# ------------------------------------------------------------------ the engine
+
+
+class ClientConnection:
+    """The client side of one SMTP connection, as a state machine without I/O.
+
+    Attributes worth reading: ``state`` (a :class:`State`), ``extensions``
+    (EHLO keywords, upper case, -> parameter string; empty after HELO),
+    ``pending`` (commands awaiting replies, oldest first), ``body_size``
+    (octets of message data written in the current/last body).
+    """
+
+    def __init__(self) -> None:
+        self._state = State.CONNECTED
+        self._pending: deque[Command] = deque([Greeting()])
+        self._epochs: deque[int] = deque([0])  # the transaction each pending command belongs to
+        self._epoch = 0
+        self._parser = ReplyParser()
+        self._out = bytearray()
+        self._eof = False
+        self._closed_reported = False
+        self._error: SMTPProtocolError | None = None
+        self._stuffer = None  # NormalizeStuffer in DATA mode
+        self._normalizer = None  # EOLNormalizer in BDAT mode
+        self._bdat_tail = b""  # the last 2 bytes of BDAT data so far
+        self.extensions: dict[str, str] = {}
+        self.esmtp = False
+        self.body_size = 0
+
+    # ---- inspection
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def pending(self) -> tuple[Command, ...]:
+        return tuple(self._pending)
+
+    @property
+    def pipelining(self) -> bool:
+        return "PIPELINING" in self.extensions
+
+    @property
+    def auth_mechanisms(self) -> frozenset[str]:
+        return frozenset(self.extensions.get("AUTH", "").upper().split())
+
+    @property
+    def max_size(self) -> int | None:
+        """The server's SIZE limit in octets; None when it declares none (or 0: no limit)."""
+        value = self.extensions.get("SIZE", "")
+        return int(value) if value.isdigit() and int(value) > 0 else None
+
+    # ---- receiving
+
+    def receive_data(self, data: Buffer) -> None:
+        """Buffer bytes from the server; ``b""`` means it closed the connection."""
+        if self._eof:
+            if data:
+                raise LocalProtocolError("received data after the end of the connection")
+            return
+        if not data:
+            self._eof = True
+            return
+        if self._state is State.TLS_HANDSHAKE:
+            # RFC 3207 5: nothing may arrive in clear between 220 and the
+            # handshake; bytes here were injected (CVE-2011-0411 class).
+            self._fail(RemoteProtocolError("data arrived in clear after the STARTTLS go-ahead"))
+        self._parser.feed(data)
+
+    def next_event(self) -> Reply | ConnectionClosed | _NeedData:
+        """The next :class:`Reply` (paired with its command), :class:`ConnectionClosed`, or NEED_DATA."""
+        if self._error is not None:
+            raise self._error
+        try:
+            parsed = self._parser.next_reply()
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+        if parsed is None:
+            if self._eof:
+                if self._closed_reported:
+                    return NEED_DATA
+                self._closed_reported = True
+                pending = tuple(self._pending)
+                self._pending.clear()
+                self._epochs.clear()
+                self._state = State.CLOSED
+                return ConnectionClosed(pending)
+            return NEED_DATA
+        code, lines = parsed
+        if not self._pending:
+            if code == 421:  # RFC 5321 3.8: the server may say 421 and close at any time
+                self._state = State.CLOSED
+                return Reply(code, lines, None)
+            self._fail(RemoteProtocolError(f"unsolicited reply {code} {' / '.join(lines)[:200]!r}"))
+        command = self._pending.popleft()
+        epoch = self._epochs.popleft()
+        reply = Reply(code, lines, command)
+        self._on_reply(reply, stale=epoch != self._epoch)
+        return reply
+
+    def _on_reply(self, reply: Reply, stale: bool) -> None:
+        verb = reply.command.verb
+        outcome = outcome_of(reply.code)
+        if outcome not in OUTCOMES[verb]:
+            self._fail(RemoteProtocolError(f"reply {reply.code} cannot answer {verb.value}"))
+        if reply.code == 421:
+            self._state = State.CLOSED
+            return
+        if verb in NEUTRAL or stale:
+            return
+        key = (self._state, verb, outcome)
+        if key not in REPLY:  # pragma: no cover - a hole in the table is our bug
+            self._fail(LocalProtocolError(f"no transition for a {verb.value} reply in state {self._state.value}"))
+        following = REPLY[key]
+        if following is not None:
+            self._state = following
+        if verb in (Verb.EHLO, Verb.HELO) and outcome is Outcome.OK:
+            self.esmtp = verb is Verb.EHLO
+            self.extensions = parse_ehlo(reply.lines) if self.esmtp else {}
+        if following is State.TLS_HANDSHAKE and self._parser.buffered:
+            self._fail(RemoteProtocolError("data arrived in clear after the STARTTLS go-ahead"))
+
+    def _fail(self, exc: SMTPProtocolError):
+        self._state = State.ERROR
+        self._error = exc
+        raise exc
+
+    # ---- sending commands
+
+    def send(self, command: Command) -> None:
+        """Queue a command: its bytes go to :meth:`data_to_send`, its reply will pair with it."""
+        if not isinstance(command, Command) or isinstance(command, (Greeting, EndOfData, Bdat)):
+            raise TypeError(f"not a command one sends: {command!r} (use end_body() / send_bdat())")
+        self._advance(command)
+        self._out += command.encode()
+
+    def data_to_send(self) -> bytes:
+        """The bytes of every command queued since the last call (one write)."""
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def _advance(self, command: Command) -> None:
+        verb = command.verb
+        nxt = self._check_send(verb)
+        if verb in NEW_TRANSACTION:
+            self._epoch += 1
+        if verb is Verb.MAIL:  # no body filter state carries over
+            self._stuffer = self._normalizer = None
+            self._bdat_tail = b""
+            self.body_size = 0
+        self._state = nxt
+        self._pending.append(command)
+        self._epochs.append(self._epoch)
+
+    def _check_send(self, verb: Verb) -> State:
+        """The state sending ``verb`` leads to, or LocalProtocolError."""
+        if self._error is not None:
+            raise LocalProtocolError(f"cannot send {verb.value}: the connection is in error")
+        nxt = SEND.get((self._state, verb))
+        if nxt is None:
+            raise LocalProtocolError(f"{verb.value} is not allowed in state {self._state.value}")
+        if self._pending:
+            last = self._pending[-1].verb
+            if last in GROUP_ENDERS:
+                raise LocalProtocolError(f"{verb.value} sent before the reply to {last.value} (RFC 2920 3.1)")
+            if not self.pipelining:
+                raise LocalProtocolError(
+                    f"{verb.value} sent before the reply to {last.value}: the server did not offer PIPELINING"
+                )
+        return nxt
+
+    def tls_started(self) -> None:
+        """The transport finished the TLS handshake: forget what was said in clear (RFC 3207 4.2)."""
+        nxt = TLS_STARTED.get(self._state)
+        if nxt is None:
+            raise LocalProtocolError(f"tls_started() in state {self._state.value}")
+        self._state = nxt
+        self.extensions = {}
+        self.esmtp = False
+
+    # ---- the body, DATA mode
+
+    def send_body(self, chunk: Buffer) -> bytes:
+        """Normalise and dot-stuff one body chunk; return the bytes to write now (maybe b"")."""
+        if self._state is not State.BODY:
+            raise LocalProtocolError(f"body data is not allowed in state {self._state.value}")
+        if self._stuffer is None:
+            self._stuffer = filters.NormalizeStuffer()
+        out = self._stuffer(chunk)
+        self.body_size += len(out)
+        return out
+
+    def end_body(self) -> bytes:
+        """The end of data: ``.\\r\\n`` if the body ended with CRLF (or was empty), else ``\\r\\n.\\r\\n``."""
+        if self._state is not State.BODY:
+            raise LocalProtocolError(f"end of data is not allowed in state {self._state.value}")
+        stuffer = self._stuffer
+        self._stuffer = None
+        if stuffer is None:  # empty body: the stuffer starts "at a line start"
+            ends_with_crlf = True
+        else:
+            tail = stuffer(None)
+            self.body_size += len(tail)
+            ends_with_crlf = stuffer.state == 2
+        self._advance(EndOfData())
+        return b".\r\n" if ends_with_crlf else b"\r\n.\r\n"
+
+    # ---- the body, BDAT mode (RFC 3030)
+
+    def send_bdat(self, chunks: Iterable[Buffer], last: bool = False) -> list[Buffer]:
+        """Frame ``chunks`` (line breaks normalised to CRLF, never stuffed) as one BDAT.
+
+        With ``last`` a message whose last line lacks its CRLF gets one, as in DATA mode.
+
+        Returns the buffers to write, in order: any queued commands plus the
+        ``BDAT n`` line, then the chunks themselves, uncopied. A non-last BDAT
+        of zero octets is skipped (returns ``[]``).
+        """
+        self._check_send(Verb.BDAT_LAST if last else Verb.BDAT)
+        if self._normalizer is None:
+            self._normalizer = filters.EOLNormalizer()
+        normalizer = self._normalizer
+        parts = [p for p in map(normalizer, chunks) if p]
+        if parts:
+            self._bdat_tail = (self._bdat_tail + parts[-1][-2:])[-2:]
+        if last:
+            parts.append(normalizer(None))  # eol() emits nothing here; the filter contract wants the call
+            self._normalizer = None
+            # End the last line as DATA's terminator would (".\r\n" after the
+            # body's own CRLF, else "\r\n.\r\n"): the server gets the same
+            # message whichever way it was sent.
+            if (self.body_size or any(parts)) and self._bdat_tail != b"\r\n":
+                parts.append(b"\r\n")
+            parts = [p for p in parts if p]
+        size = sum(map(len, parts))
+        if not size and not last:
+            return []
+        command = Bdat(size, last)
+        self._advance(command)
+        self.body_size += size
+        self._out += command.encode()
+        return [self.data_to_send(), *parts]
