@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import stat
-import tempfile
 import threading
 from typing import Any, BinaryIO, Iterator, Union
 
@@ -221,6 +220,8 @@ class CachedBody(Body):
                 if spill is not None:
                     spill.write(chunk)
                 elif held + len(chunk) > self._threshold:
+                    import tempfile  # only bodies above the threshold need it
+
                     spill = tempfile.TemporaryFile()
                     for piece in pieces:
                         spill.write(piece)
