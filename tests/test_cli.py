@@ -34,7 +34,7 @@ def test_quoted_printable_and_stuff_commands():
 
 def test_bad_arguments_are_a_usage_error():
     done = subprocess.run([sys.executable, "-m", "smtpstream", "encode", "rot13"], capture_output=True)
-    assert done.returncode == 2 and b"invalid choice" in done.stderr
+    assert done.returncode == 64 and b"invalid choice" in done.stderr
 
 
 def free_port() -> int:

@@ -12,6 +12,7 @@ import sys
 from typing import BinaryIO, Sequence
 
 from . import filters
+from .sendcmd import EXIT_USAGE, add_send_parser, main_guard
 
 CHUNK = 64 * 1024
 
@@ -52,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="filter throughput on this machine, against the standard library")
     bench.add_argument("--size", type=int, default=32, metavar="MiB", help="input size (default 32)")
     bench.set_defaults(run=_bench)
+    add_send_parser(sub)
     return parser
 
 
@@ -89,8 +91,12 @@ def pump(stages, source: BinaryIO, sink: BinaryIO) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors exit with our documented code
+        return EXIT_USAGE if exc.code not in (0, None) else 0
     if hasattr(args, "run"):
-        return args.run(args)
+        return main_guard(args.run, args)
     pump(args.make(args), sys.stdin.buffer, sys.stdout.buffer)
     return 0
