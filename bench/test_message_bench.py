@@ -25,7 +25,10 @@ def attachment_file(name: str, size: int) -> Path:
     WORK.mkdir(parents=True, exist_ok=True)
     path = WORK / name
     if not path.exists() or path.stat().st_size != size:
-        path.write_bytes(random.Random(size).randbytes(size))
+        rnd = random.Random(size)
+        with open(path, "wb") as handle:
+            for at in range(0, size, 1 << 24):  # randbytes() overflows past 256 MiB at once
+                handle.write(rnd.randbytes(min(1 << 24, size - at)))
     return path
 
 
