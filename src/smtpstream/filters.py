@@ -32,6 +32,7 @@ __all__ = [
     "DotStuffer",
     "Base64WrapEncoder",
     "NormalizeStuffer",
+    "CleanLines",
 ]
 
 NO_EXTENSIONS: bool = os.environ.get("SMTPSTREAM_NO_EXTENSIONS", "") not in ("", "0")
@@ -82,3 +83,15 @@ else:
         )
 
         IMPLEMENTATION = "python"
+
+
+class CleanLines(bytes):
+    """Bytes that are SMTP DATA as they stand: base64 text in CRLF lines.
+
+    Every line break is CRLF, there is no other CR or LF, no ``.`` anywhere,
+    and the chunk never ends between the CR and the LF of a break. So
+    :class:`NormalizeStuffer` would return it unchanged, and a sender may skip
+    that scan (the message builder marks its base64 bodies this way).
+    """
+
+    __slots__ = ()

@@ -14,6 +14,7 @@ import threading
 from typing import Any, BinaryIO, Iterator, Union
 
 from .. import filters
+from ..filters import CleanLines
 from ..ltn12 import BLOCKSIZE
 from ..ltn12.source import iterate
 
@@ -149,10 +150,10 @@ class Base64FileBody(Body):
                     break
                 out = encoder(data)
                 if out:
-                    yield out
+                    yield CleanLines(out)
             tail = encoder(None)
             if tail:
-                yield tail
+                yield CleanLines(tail)
         finally:
             if owned:
                 reader.close()
@@ -179,10 +180,10 @@ class Base64SourceBody(Body):
         for chunk in iterate(self._source):
             out = encoder(chunk)
             if out:
-                yield out
+                yield CleanLines(out)
         tail = encoder(None)
         if tail:
-            yield tail
+            yield CleanLines(tail)
 
 
 DEFAULT_CACHE_THRESHOLD = 8 * 1024 * 1024
@@ -207,6 +208,7 @@ class CachedBody(Body):
         self._memory: bytes | None = None
         self._file: Any = None
         self._size = 0
+        self._clean = False  # the encoded bytes are CleanLines (base64 lines)
         self.encode_count = 0  # how many times the inner body was encoded (always <= 1)
 
     def _fill(self) -> None:
@@ -216,7 +218,9 @@ class CachedBody(Body):
             pieces: list[bytes] = []
             held = 0
             spill = None
+            clean = True
             for chunk in self._inner.chunks():
+                clean = clean and type(chunk) is CleanLines
                 if spill is not None:
                     spill.write(chunk)
                 elif held + len(chunk) > self._threshold:
@@ -231,8 +235,10 @@ class CachedBody(Body):
                     pieces.append(chunk)
                 held += len(chunk)
             self._size = held
+            self._clean = clean
             if spill is None:
-                self._memory = b"".join(pieces)
+                joined = b"".join(pieces)
+                self._memory = CleanLines(joined) if clean else joined
             else:
                 spill.flush()
                 self._file = spill
@@ -257,13 +263,15 @@ class CachedBody(Body):
             return
         # os.pread: concurrent replays share the file without sharing a position.
         fd = self._file.fileno()
+        # Whole 78-byte base64 lines per block, so each block stays CleanLines.
+        step = BLOCKSIZE // (LINE + 2) * (LINE + 2) if self._clean else BLOCKSIZE
         offset = 0
         while offset < self._size:
-            block = os.pread(fd, BLOCKSIZE, offset)
+            block = os.pread(fd, step, offset)
             if not block:
                 break
             offset += len(block)
-            yield block
+            yield CleanLines(block) if self._clean else block
 
     def close(self) -> None:
         """Drop the cached bytes (and the temporary file)."""

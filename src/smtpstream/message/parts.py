@@ -19,6 +19,7 @@ from .bodies import (
     BytesBody,
     CachedBody,
 )
+from ..filters import CleanLines
 from .builder import MessageError, _base64, encode_text
 
 __all__ = ["attachment", "inline", "text", "html", "alternative", "related", "cached"]
@@ -48,7 +49,7 @@ def _body_for(source: Any) -> tuple[Body, str | None]:
             raise FileNotFoundError(f"attachment not found: {path}")
         return Base64FileBody(path), os.path.basename(path)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return BytesBody(_base64(bytes(source))), None
+        return BytesBody(CleanLines(_base64(bytes(source)))), None
     if hasattr(source, "read"):
         name = getattr(source, "name", None)
         return Base64FileBody(source), os.path.basename(name) if isinstance(name, str) else None

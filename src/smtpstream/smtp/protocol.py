@@ -546,9 +546,19 @@ class ClientConnection:
         """Normalise and dot-stuff one body chunk; return the bytes to write now (maybe b"")."""
         if self._state is not State.BODY:
             raise LocalProtocolError(f"body data is not allowed in state {self._state.value}")
-        if self._stuffer is None:
-            self._stuffer = filters.NormalizeStuffer()
-        out = self._stuffer(chunk)
+        stuffer = self._stuffer
+        if stuffer is None:
+            stuffer = self._stuffer = filters.NormalizeStuffer()
+        if type(chunk) is filters.CleanLines and stuffer.eol_state == 0:
+            # Base64 lines: the stuffer would give them back unchanged. Skip the
+            # scan and only restart the stuffer in the state the chunk leaves.
+            if chunk:
+                self._stuffer = stuffer = filters.NormalizeStuffer()  # at a line start
+                if not chunk.endswith(b"\r\n"):
+                    stuffer(chunk[-1:])  # mid-line: one byte of the line puts it there
+                self.body_size += len(chunk)
+            return chunk
+        out = stuffer(chunk)
         self.body_size += len(out)
         return out
 
