@@ -731,6 +731,22 @@ def format_params(value: str, params: dict[str, str]) -> str:
 def format_header(name: str, value: Union[str, int]) -> bytes:
     """One complete header field, ``Canonical-Name: value\\r\\n``, folded, ASCII.
 
+    Bulk sends repeat the same fields (From, an attachment's Content-Type), so
+    results for ``str``/``int`` values are cached (bounded).
+    """
+    if type(value) is str or type(value) is int:
+        return _format_header_cached(name, value)
+    return _format_header(name, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_header_cached(name: str, value: Union[str, int]) -> bytes:
+    return _format_header(name, value)
+
+
+def _format_header(name: str, value: Union[str, int]) -> bytes:
+    """One complete header field, ``Canonical-Name: value\\r\\n``, folded, ASCII.
+
     ``value`` is a str or an int. ``HeaderError`` for an invalid name, a
     value with CR, LF or NUL (checked first), a value this field cannot
     carry (non-ASCII in a structured field, a malformed address list) or one
