@@ -177,3 +177,32 @@ def test_encode_decode_100_mib_in_constant_memory(tmp_path):
     for run in (enc, dec):
         peak_kib = int(run.stderr.split()[-1])
         assert peak_kib < 64 * 1024, peak_kib  # 100 MiB through it; the interpreter alone is ~10-20 MiB
+
+
+def test_progress_bar_on_a_terminal_only(dev_server, tmp_path):
+    import pty
+
+    port, _ = dev_server
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(6 << 20))
+    args = ["send", "--from", FROM, "--to", "bo@example.com", "--attach", str(big), "--server", f"127.0.0.1:{port}"]
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "smtpstream", *args], stderr=slave, stdout=subprocess.PIPE,
+                              timeout=60)
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                block = os.read(master, 65536)
+            except OSError:  # the terminal is closed once its output is read
+                break
+            if not block:
+                break
+            seen += block
+    finally:
+        os.close(master)
+    assert done.returncode == 0
+    assert b"MB/s" in seen and b"s left" in seen and b"#" * 30 in seen  # it reached 100%
+    quiet = cli(*args)  # stderr is a pipe here: no bar
+    assert quiet.returncode == 0 and quiet.stderr == ""
