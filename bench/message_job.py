@@ -8,7 +8,6 @@ Prints "bytes=<total produced> maxrss_kib=<peak RSS>".
 """
 from __future__ import annotations
 
-import os
 import resource
 import sys
 
@@ -32,8 +31,9 @@ def smtpstream_messages(path, count, cached):
 
 def stdlib_messages(path, count):
     from email.generator import BytesGenerator
-    from email.message import EmailMessage
     from email.policy import SMTP
+
+    from senders.smtplib_send import build  # the same message the sender benchmark sends
 
     class Null:
         total = 0
@@ -42,14 +42,7 @@ def stdlib_messages(path, count):
             Null.total += len(data)
 
     for i in range(count):
-        msg = EmailMessage()
-        msg["From"] = "Sender <sender@example.com>"
-        msg["To"] = f"user{i}@example.com"
-        msg["Subject"] = f"Report {i}"
-        msg.set_content("Please find the report attached.\n")
-        with open(path, "rb") as handle:
-            msg.add_attachment(handle.read(), maintype="application", subtype="octet-stream",
-                               filename=os.path.basename(path))
+        msg = build(path, i)
         BytesGenerator(Null(), policy=SMTP).flatten(msg)
     return Null.total
 

@@ -48,7 +48,6 @@ def free_port() -> int:
 def test_serve_stores_each_message_in_a_maildir(tmp_path):
     import mailbox
     import smtplib
-    import time
 
     port = free_port()
     maildir = tmp_path / "mail"

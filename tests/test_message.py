@@ -9,7 +9,6 @@ import hashlib
 import io
 import os
 import re
-import time
 from datetime import datetime, timedelta
 
 import pytest

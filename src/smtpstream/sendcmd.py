@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Iterator, Sequence, TextIO
+from typing import Any, Iterator, TextIO
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1

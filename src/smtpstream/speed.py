@@ -33,11 +33,12 @@ def _text(size: int) -> bytes:
     return b"\n".join(lines)[:size]
 
 
-def _stream(stages, data: bytes) -> int:
+def stream(stages, data: bytes, chunk: int = CHUNK) -> int:
+    """Feed ``data`` in chunks through ``stages`` (fresh filters); return the output size."""
     view = memoryview(data)
     total = 0
-    for at in range(0, len(data), CHUNK):
-        piece = view[at : at + CHUNK]
+    for at in range(0, len(data), chunk):
+        piece = view[at : at + chunk]
         for stage in stages:
             piece = stage(piece)
         total += len(piece)
@@ -58,16 +59,16 @@ _PERIODS = re.compile(rb"(?m)^\.")
 
 def _cases(binary: bytes, text: bytes, b64: bytes):
     cases = [
-        ("base64 + wrap(76)", "smtpstream", lambda: _stream([filters.Base64WrapEncoder()], binary)),
+        ("base64 + wrap(76)", "smtpstream", lambda: stream([filters.Base64WrapEncoder()], binary)),
         ("base64 + wrap(76)", "email.base64mime",
          lambda: _per_chunk(lambda c: email.base64mime.body_encode(c, eol="\r\n").encode(), binary, 57)),
         ("base64 + wrap(76)", "base64.encodebytes", lambda: _per_chunk(base64.encodebytes, binary, 57)),
-        ("base64 decode", "smtpstream", lambda: _stream([filters.Base64Decoder()], b64)),
+        ("base64 decode", "smtpstream", lambda: stream([filters.Base64Decoder()], b64)),
         ("base64 decode", "binascii.a2b_base64", lambda: _per_chunk(binascii.a2b_base64, b64, 78)),
         ("quoted-printable", "smtpstream",
-         lambda: _stream([filters.EOLNormalizer(), filters.QPEncoder(), filters.QPWrapper()], text)),
+         lambda: stream([filters.EOLNormalizer(), filters.QPEncoder(), filters.QPWrapper()], text)),
         ("quoted-printable", "binascii.b2a_qp", lambda: _per_chunk(binascii.b2a_qp, text, 1)),
-        ("normalize + stuff", "smtpstream", lambda: _stream([filters.NormalizeStuffer()], text)),
+        ("normalize + stuff", "smtpstream", lambda: stream([filters.NormalizeStuffer()], text)),
         ("normalize + stuff", "smtplib regexes",
          lambda: _per_chunk(lambda c: _PERIODS.sub(b"..", _EOLS.sub(b"\r\n", c)), text, 1)),
     ]
