@@ -963,70 +963,25 @@ cdef class QPDecoder(_Filter):
 # ==========================================================================
 # Line wrapping
 
-cdef Py_ssize_t _wrap_text(const unsigned char* src, Py_ssize_t n, unsigned char* dst,
-                           long long* left_p, long long length) noexcept nogil:
-    """Kernel of LineWrapper (LuaSocket ``wrp``).
+cdef inline Py_ssize_t _wrap(const unsigned char* src, Py_ssize_t n, unsigned char* dst,
+                             long long* left_p, long long length, bint qp) noexcept nogil:
+    """Kernel of LineWrapper (LuaSocket ``wrp``) and, with ``qp``, QPWrapper (``qpwrp``).
 
-    CR dropped, LF -> CRLF, other bytes get a CRLF first when the line is
-    full. With 8 or more columns free, 8 bytes without CR/LF go at once.
-    """
-    cdef Py_ssize_t i = 0, j = 0, k
-    cdef long long left = left_p[0]
-    cdef uint64_t w, m
-    cdef unsigned char c
-    while i < n:
-        while left >= 8 and i + 8 <= n:
-            w = _load8(src + i)
-            _store8(dst + j, w)
-            m = _crlf_bytes(w)
-            if m:
-                k = SS_FIRST_FLAGGED(m)
-                i += k
-                j += k
-                left -= k
-                break
-            i += 8
-            j += 8
-            left -= 8
-        if i >= n:
-            break
-        c = src[i]
-        i += 1
-        if c == CR:
-            continue
-        if c == LF:
-            dst[j] = CR
-            dst[j + 1] = LF
-            j += 2
-            left = length
-            continue
-        if left <= 0:
-            dst[j] = CR
-            dst[j + 1] = LF
-            j += 2
-            left = length
-        dst[j] = c
-        j += 1
-        left -= 1
-    left_p[0] = left
-    return j
-
-
-cdef Py_ssize_t _wrap_qp(const unsigned char* src, Py_ssize_t n, unsigned char* dst,
-                         long long* left_p, long long length) noexcept nogil:
-    """Kernel of QPWrapper (LuaSocket ``qpwrp``).
-
-    CR dropped, LF -> CRLF; a soft break ``=CRLF`` comes before ``=`` when 3
+    CR dropped, LF -> CRLF. Text: a CRLF comes before a byte when the line is
+    full (``left <= 0``). QP: a soft break ``=CRLF`` comes before ``=`` when 3
     or fewer columns are free and before other bytes when 1 or fewer are.
-    With 11 or more free, 8 bytes without CR/LF go at once ('=' cannot
-    break there).
+    While a run of 8 bytes cannot need a break (8 columns free for text, 11
+    for QP), 8 bytes without CR/LF go at once. Callers pass a constant ``qp``,
+    so the compiler makes two specialised loops.
     """
     cdef Py_ssize_t i = 0, j = 0, k
     cdef long long left = left_p[0]
+    cdef long long fast = 11 if qp else 8
     cdef uint64_t w, m
     cdef unsigned char c
+    cdef bint brk
     while i < n:
-        while left >= 11 and i + 8 <= n:
+        while left >= fast and i + 8 <= n:
             w = _load8(src + i)
             _store8(dst + j, w)
             m = _crlf_bytes(w)
@@ -1051,11 +1006,17 @@ cdef Py_ssize_t _wrap_qp(const unsigned char* src, Py_ssize_t n, unsigned char* 
             j += 2
             left = length
             continue
-        if left <= (3 if c == EQ else 1):
-            dst[j] = EQ
-            dst[j + 1] = CR
-            dst[j + 2] = LF
-            j += 3
+        if qp:
+            brk = left <= (3 if c == EQ else 1)
+        else:
+            brk = left <= 0
+        if brk:
+            if qp:
+                dst[j] = EQ
+                j += 1
+            dst[j] = CR
+            dst[j + 1] = LF
+            j += 2
             left = length
         dst[j] = c
         j += 1
@@ -1141,7 +1102,7 @@ cdef class LineWrapper(_Wrapper):
 
     cdef Py_ssize_t _run(self, const unsigned char* src, Py_ssize_t n, unsigned char* dst,
                          long long* left, long long length) noexcept nogil:
-        return _wrap_text(src, n, dst, left, length)
+        return _wrap(src, n, dst, left, length, False)
 
     cdef object _flush(self):
         cdef bint pending = self._left < self._length
@@ -1167,7 +1128,7 @@ cdef class QPWrapper(_Wrapper):
 
     cdef Py_ssize_t _run(self, const unsigned char* src, Py_ssize_t n, unsigned char* dst,
                          long long* left, long long length) noexcept nogil:
-        return _wrap_qp(src, n, dst, left, length)
+        return _wrap(src, n, dst, left, length, True)
 
     cdef object _flush(self):
         cdef bint pending = self._left < self._length
