@@ -1,0 +1,323 @@
+"""The asyncio transport: ``await send(...)`` and ``async with Session(...)``.
+
+The twin of :mod:`smtpstream.smtp.blocking`: all SMTP logic is in
+:class:`~smtpstream.smtp.client.Client`; this module connects, performs the
+I/O actions the dialogue yields (Write / Read / Poll / UpgradeTLS) with
+asyncio, and turns socket, ssl and timeout errors into
+:mod:`~smtpstream.smtp.errors` exceptions.
+
+Message sources may also be async iterables: their chunks are gathered
+before the transaction starts (memory: the message's size), since the
+dialogue pulls chunks synchronously.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from typing import Any, Mapping
+
+from .smtp.client import Client, Poll, Read, UpgradeTLS, Write
+from .smtp.errors import SMTPError, SMTPServerDisconnected, SMTPTimeoutError, SMTPTLSError
+from .smtp.options import SendResult, connection_settings, message_spec, split_fields
+
+__all__ = ["send", "Session"]
+
+#: Write buffer size above which a write waits for the socket to drain.
+HIGH_WATER = 1 << 18
+
+
+async def send(mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> SendResult:
+    """Send one message: the fields and result of :func:`smtpstream.smtp.send`."""
+    conn_fields, msg_fields = split_fields(mailt, fields)
+    msg_fields = await _gathered(msg_fields)
+    spec = message_spec(msg_fields)  # refuse bad addresses before connecting
+    async with Session(**conn_fields) as session:
+        return await session._send_spec(spec)
+
+
+async def _gathered(msg_fields: dict) -> dict:
+    """An async iterable source, read into a list of chunks."""
+    source = msg_fields.get("source")
+    if source is not None and hasattr(source, "__aiter__") and not hasattr(source, "__iter__"):
+        chunks = [chunk async for chunk in source]
+        msg_fields = dict(msg_fields, source=chunks)
+    return msg_fields
+
+
+class _Link(asyncio.Protocol):
+    """Bytes received, end of stream and write flow control for one connection."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.eof = False
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future | None = None
+        self.drained: asyncio.Future | None = None
+        self.paused = False
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        try:
+            transport.set_write_buffer_limits(high=HIGH_WATER)
+        except (AttributeError, NotImplementedError):  # pragma: no cover
+            pass
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.eof = True
+        self.error = exc
+        self._wake()
+        if self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
+
+    def take(self) -> bytes:
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        return data
+
+    async def read(self) -> bytes:
+        while not self.buffer and not self.eof:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        if self.buffer:
+            return self.take()
+        if self.error is not None and not isinstance(self.error, ssl.SSLError):
+            raise self.error if isinstance(self.error, OSError) else ConnectionResetError(str(self.error))
+        return b""
+
+    async def drain(self) -> None:
+        while self.paused and not self.eof:
+            self.drained = asyncio.get_running_loop().create_future()
+            try:
+                await self.drained
+            finally:
+                self.drained = None
+        if self.eof and self.transport is not None and self.transport.is_closing():
+            raise ConnectionResetError("the connection was closed while writing")
+
+
+class Session:
+    """One connection for many messages::
+
+        async with aio.Session(server="mx.example") as s:
+            for m in messages:
+                await s.send(source=m)     # RSET after a failed one; QUIT at the end
+
+    Takes the connection fields of :func:`send`; :meth:`send` takes the message
+    fields. The connection opens on ``await session`` / ``async with``.
+    """
+
+    def __init__(self, mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
+        conn_fields, msg_fields = split_fields(mailt, fields)
+        if msg_fields:
+            raise TypeError(f"Session: message fields {sorted(msg_fields)} belong in Session.send()")
+        self.settings = connection_settings(conn_fields)
+        self.client = Client(self.settings)
+        self._transport: Any = None
+        self._link: _Link | None = None
+        self._opened = False
+
+    # ---- public
+
+    async def open(self) -> Session:
+        if not self._opened:
+            self._opened = True
+            await self._connect()
+        return self
+
+    connect = open
+
+    def __await__(self):
+        return self.open().__await__()
+
+    async def send(self, mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> SendResult:
+        """Send one message over this connection (message fields of :func:`send`)."""
+        conn_fields, msg_fields = split_fields(mailt, fields)
+        if conn_fields:
+            raise TypeError(f"Session.send: connection fields {sorted(conn_fields)} belong in Session()")
+        msg_fields = await _gathered(msg_fields)
+        return await self._send_spec(message_spec(msg_fields))
+
+    async def noop(self):
+        return await self._run(self.client.noop())
+
+    async def reset(self):
+        return await self._run(self.client.reset())
+
+    @property
+    def extensions(self) -> dict[str, str]:
+        return dict(self.client.conn.extensions)
+
+    @property
+    def closed(self) -> bool:
+        return self._transport is None
+
+    async def close(self) -> None:
+        """QUIT (when the connection still works) and close. Never raises for a failed QUIT."""
+        if self._transport is None:
+            return
+        try:
+            if self.client.usable:
+                await self._run(self.client.quit())
+        except Exception:  # pragma: no cover - quit() swallows SMTP errors already
+            pass
+        finally:
+            self._close_transport()
+
+    async def __aenter__(self) -> Session:
+        return await self.open()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+    # ---- internals
+
+    async def _send_spec(self, spec) -> SendResult:
+        if self._transport is None:
+            raise SMTPServerDisconnected("the session is closed")
+        try:
+            return await self._run(self.client.send(spec))
+        finally:
+            if not self.client.usable:
+                self._close_transport()
+
+    async def _connect(self) -> None:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        timeout = s.timeouts["connect"]
+        context = (s.ssl_context or ssl.create_default_context()) if s.tls else None
+        sock = None
+        try:
+            if s.create is not None:
+                sock = s.create()
+                sock.setblocking(False)
+                await asyncio.wait_for(loop.sock_connect(sock, (s.server, s.port)), timeout)
+                coro = loop.create_connection(_Link, sock=sock, ssl=context,
+                                              server_hostname=s.server if context else None)
+            else:
+                coro = loop.create_connection(_Link, s.server, s.port, ssl=context,
+                                              server_hostname=s.server if context else None)
+            transport, link = await asyncio.wait_for(coro, timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            if sock is not None:
+                sock.close()
+            raise _translate(exc, "connect", timeout) from exc
+        self._transport, self._link = transport, link
+        raw = transport.get_extra_info("socket")
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass  # not TCP: nothing to tune
+        try:
+            local = transport.get_extra_info("sockname")
+            local_ip = local[0] if isinstance(local, tuple) and isinstance(local[0], str) else None
+            await self._run(self.client.open(socket.gethostname(), local_ip))
+        except BaseException:
+            await self.close()
+            raise
+
+    def _close_transport(self) -> None:
+        transport, self._transport, self._link = self._transport, None, None
+        if transport is not None:
+            transport.close()
+
+    async def _start_tls(self, timeout: float, phase: str) -> None:
+        context = self.settings.ssl_context or ssl.create_default_context()
+        loop = asyncio.get_running_loop()
+        link = self._link
+        try:
+            transport = await asyncio.wait_for(
+                loop.start_tls(self._transport, link, context, server_hostname=self.settings.server), timeout
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise _translate(exc, phase, timeout) from exc
+        if transport is None:
+            raise SMTPServerDisconnected("the connection closed during the TLS handshake", phase=phase)
+        self._transport = transport
+        link.transport = transport
+
+    async def _run(self, gen):
+        """Perform the actions ``gen`` yields until it returns; I/O errors are thrown into it."""
+        result: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                action = gen.throw(error) if error is not None else gen.send(result)
+            except StopIteration as stop:
+                return stop.value
+            result = error = None
+            try:
+                result = await self._perform(action)
+            except SMTPError as exc:
+                error = exc
+            except (OSError, asyncio.TimeoutError) as exc:
+                error = _translate(exc, action.phase, action.timeout)
+                error.__cause__ = exc
+
+    async def _perform(self, action):
+        link = self._link
+        if link is None:
+            raise SMTPServerDisconnected("the connection is closed", phase=action.phase)
+        kind = type(action)
+        if kind is Write:
+            transport = self._transport
+            if transport.is_closing():
+                raise ConnectionResetError("the connection is closed")
+            for buffer in action.buffers:
+                transport.write(buffer)
+                if link.paused:
+                    await asyncio.wait_for(link.drain(), action.timeout)
+            return None
+        if kind is Read:
+            if link.buffer:
+                return link.take()
+            return await asyncio.wait_for(link.read(), action.timeout)
+        if kind is Poll:
+            if link.buffer:
+                return link.take()
+            return b"" if link.eof else None
+        if kind is UpgradeTLS:
+            await self._start_tls(action.timeout, action.phase)
+            return None
+        raise TypeError(f"unknown action {action!r}")  # pragma: no cover
+
+
+def _translate(exc: BaseException, phase: str, timeout: float) -> SMTPError:
+    """A socket, ssl or timeout error as the SMTP exception it means, with the phase."""
+    if isinstance(exc, (socket.timeout, TimeoutError, asyncio.TimeoutError)):
+        return SMTPTimeoutError(f"no progress within {timeout:g} s", phase=phase)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return SMTPTLSError(f"TLS certificate verification failed: {exc.verify_message}", phase=phase)
+    if isinstance(exc, (ssl.SSLZeroReturnError, ssl.SSLEOFError)) and phase not in ("connect", "starttls"):
+        return SMTPServerDisconnected(f"the server closed the TLS connection ({exc})", phase=phase)
+    if isinstance(exc, ssl.SSLError):
+        return SMTPTLSError(f"TLS failed: {exc}", phase=phase)
+    detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    if phase == "connect":
+        return SMTPServerDisconnected(f"cannot connect: {detail}", phase=phase)
+    return SMTPServerDisconnected(f"connection lost: {detail}", phase=phase)
