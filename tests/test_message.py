@@ -390,3 +390,15 @@ def test_bad_tables_give_clear_errors():
         attachment("/nonexistent/file.pdf")
     with pytest.raises(TypeError, match="binary"):
         attachment(io.StringIO("text"))
+
+
+def test_a_thousand_messages_share_one_encoding_of_a_1_mib_attachment(tmp_path):
+    path = tmp_path / "shared.bin"
+    path.write_bytes(os.urandom(1 << 20))
+    shared = cached(attachment(path))
+    sizes = set()
+    for i in range(1000):
+        source = message({"headers": {"to": f"user{i}@example.com"}, "body": {1: text("hi"), 2: shared}})
+        sizes.add(sum(len(chunk) for chunk in source) - len(str(i)))
+    assert shared["body"].encode_count == 1
+    assert len(sizes) == 1  # the same length every time, once the varying To is taken out
