@@ -12,6 +12,7 @@ import time
 import pytest
 from aiosmtpd.controller import Controller
 
+from smtpstream.message import message
 from smtpstream.pool import AsyncPool, Pool
 
 from smtp_servers import HOST, AuthHandler, free_port
@@ -97,6 +98,18 @@ class PoolScenarios:
             results = self.run(pool.send_many(messages(9)))
         assert all(r.ok for r in results), [r.error for r in results if not r.ok]
         assert sorted(e.rcpt_tos[0] for e in handler.box) == sorted(f"r{i}@example.com" for i in range(9))
+
+    def test_a_consumed_message_source_is_never_resent_truncated(self):
+        handler = FlakyHandler(every=0, drop=True)  # hangs up at every end of data
+        with running(handler) as port:
+            pool = self.pool(port, connections=1)
+            fields = {"from": "a@example.com", "rcpt": "r@example.com",
+                      "source": message({"headers": {"subject": "once"}, "body": "x" * 100_000})}
+            [result] = self.run(pool.send_many([fields]))
+            assert not result.ok and result.error is not None
+            [again] = self.run(pool.retry([result]))
+        assert not again.ok and "already read" in str(again.error)
+        assert handler.box == []  # nothing delivered, and nothing truncated
 
     def test_partial_refusals_per_message_and_retry_of_deferred_only(self):
         def rcpt(i):

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from .message import MessageSource
 from .smtp import blocking
 from .smtp.errors import SMTPError, SMTPRecipientsRefused, SMTPServerDisconnected
 from .smtp.options import SendResult
@@ -106,6 +107,27 @@ class RateLimit:
 
 def _backs_off(error: SMTPError) -> bool:
     return getattr(error, "code", None) in BACKOFF_CODES
+
+
+def _resendable(fields: Mapping[str, Any]) -> bool:
+    """Can this message's source give the whole message again?
+
+    Lists and bytes can; a ``message()`` source can until it is first read;
+    any other iterator or callable cannot, so a message is never sent again
+    truncated after its first attempt consumed part of it.
+    """
+    source = fields.get("source")
+    if isinstance(source, MessageSource):
+        return not source.started
+    return isinstance(source, (list, tuple, bytes, bytearray, memoryview))
+
+
+def _started(fields: Mapping[str, Any]) -> bool:
+    source = fields.get("source")
+    return isinstance(source, MessageSource) and source.started
+
+
+_CONSUMED = "the message source was already read; build the message again to resend it"
 
 
 def _retry_fields(results: Iterable[BulkResult]) -> list[tuple[int, dict]]:
@@ -191,7 +213,9 @@ class Pool(_Settings):
 
     def _one(self, state: dict, index: int, fields: Mapping[str, Any]) -> BulkResult:
         error: SMTPError | None = None
-        for _attempt in range(2):
+        for attempt in range(2):
+            if (attempt or _started(fields)) and not _resendable(fields):
+                return BulkResult(index, fields, error=error or SMTPError(_CONSUMED))
             wait = self.limit.delay()
             if wait > 0:
                 time.sleep(wait)
@@ -287,7 +311,9 @@ class AsyncPool(_Settings):
 
     async def _one(self, aio: Any, state: dict, index: int, fields: Mapping[str, Any]) -> BulkResult:
         error: SMTPError | None = None
-        for _attempt in range(2):
+        for attempt in range(2):
+            if (attempt or _started(fields)) and not _resendable(fields):
+                return BulkResult(index, fields, error=error or SMTPError(_CONSUMED))
             wait = self.limit.delay()
             if wait > 0:
                 await asyncio.sleep(wait)

@@ -121,6 +121,11 @@ class MessageSource:
     def size(self) -> int | None:
         return self._root.size()
 
+    @property
+    def started(self) -> bool:
+        """True once iteration has begun: the source cannot give the whole message again."""
+        return self._chunks is not None
+
     def __iter__(self) -> MessageSource:
         return self
 
