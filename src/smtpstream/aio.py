@@ -17,8 +17,9 @@ import socket
 import ssl
 from typing import Any, Mapping
 
+from .smtp._ioerrors import translate
 from .smtp.client import Client, Poll, Read, UpgradeTLS, Write
-from .smtp.errors import SMTPError, SMTPServerDisconnected, SMTPTimeoutError, SMTPTLSError
+from .smtp.errors import SMTPError, SMTPServerDisconnected
 from .smtp.options import SendResult, connection_settings, message_spec, split_fields
 
 __all__ = ["send", "Session"]
@@ -226,7 +227,7 @@ class Session:
         except (OSError, asyncio.TimeoutError) as exc:
             if sock is not None:
                 sock.close()
-            raise _translate(exc, "connect", timeout) from exc
+            raise translate(exc, "connect", timeout) from exc
         self._transport, self._link = transport, link
         raw = transport.get_extra_info("socket")
         try:
@@ -255,7 +256,7 @@ class Session:
                 loop.start_tls(self._transport, link, context, server_hostname=self.settings.server), timeout
             )
         except (OSError, asyncio.TimeoutError) as exc:
-            raise _translate(exc, phase, timeout) from exc
+            raise translate(exc, phase, timeout) from exc
         if transport is None:
             raise SMTPServerDisconnected("the connection closed during the TLS handshake", phase=phase)
         self._transport = transport
@@ -276,7 +277,7 @@ class Session:
             except SMTPError as exc:
                 error = exc
             except (OSError, asyncio.TimeoutError) as exc:
-                error = _translate(exc, action.phase, action.timeout)
+                error = translate(exc, action.phase, action.timeout)
                 error.__cause__ = exc
 
     async def _perform(self, action):
@@ -305,19 +306,3 @@ class Session:
             await self._start_tls(action.timeout, action.phase)
             return None
         raise TypeError(f"unknown action {action!r}")  # pragma: no cover
-
-
-def _translate(exc: BaseException, phase: str, timeout: float) -> SMTPError:
-    """A socket, ssl or timeout error as the SMTP exception it means, with the phase."""
-    if isinstance(exc, (socket.timeout, TimeoutError, asyncio.TimeoutError)):
-        return SMTPTimeoutError(f"no progress within {timeout:g} s", phase=phase)
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return SMTPTLSError(f"TLS certificate verification failed: {exc.verify_message}", phase=phase)
-    if isinstance(exc, (ssl.SSLZeroReturnError, ssl.SSLEOFError)) and phase not in ("connect", "starttls"):
-        return SMTPServerDisconnected(f"the server closed the TLS connection ({exc})", phase=phase)
-    if isinstance(exc, ssl.SSLError):
-        return SMTPTLSError(f"TLS failed: {exc}", phase=phase)
-    detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    if phase == "connect":
-        return SMTPServerDisconnected(f"cannot connect: {detail}", phase=phase)
-    return SMTPServerDisconnected(f"connection lost: {detail}", phase=phase)

@@ -16,9 +16,10 @@ import socket
 import ssl
 from typing import Any, Mapping
 
+from ._ioerrors import translate
 from .client import Client, Poll, Read, UpgradeTLS, Write
 from .options import SendResult, connection_settings, message_spec, split_fields
-from .errors import SMTPError, SMTPServerDisconnected, SMTPTimeoutError, SMTPTLSError
+from .errors import SMTPError, SMTPServerDisconnected
 
 __all__ = ["send", "Session", "RECV_SIZE"]
 
@@ -157,7 +158,7 @@ class Session:
             else:
                 sock = socket.create_connection((s.server, s.port), timeout=timeout)
         except OSError as exc:
-            raise _translate(exc, "connect", timeout) from exc
+            raise translate(exc, "connect", timeout) from exc
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, AttributeError):
@@ -189,7 +190,7 @@ class Session:
         try:
             self._sock = context.wrap_socket(self._sock, server_hostname=self.settings.server)
         except OSError as exc:
-            raise _translate(exc, phase, timeout) from exc
+            raise translate(exc, phase, timeout) from exc
         self._poller = None
 
     def _run(self, gen):
@@ -207,7 +208,7 @@ class Session:
             except SMTPError as exc:
                 error = exc
             except OSError as exc:
-                error = _translate(exc, action.phase, action.timeout)
+                error = translate(exc, action.phase, action.timeout)
                 error.__cause__ = exc
 
     def _perform(self, action):
@@ -267,19 +268,3 @@ def _send_vector(sock: socket.socket, buffers) -> None:
             first += 1
         if sent:
             views[first] = views[first][sent:]
-
-
-def _translate(exc: OSError, phase: str, timeout: float) -> SMTPError:
-    """A socket or ssl error as the SMTP exception it means, with the phase."""
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return SMTPTimeoutError(f"no progress within {timeout:g} s", phase=phase)
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return SMTPTLSError(f"TLS certificate verification failed: {exc.verify_message}", phase=phase)
-    if isinstance(exc, (ssl.SSLZeroReturnError, ssl.SSLEOFError)) and phase not in ("connect", "starttls"):
-        return SMTPServerDisconnected(f"the server closed the TLS connection ({exc})", phase=phase)
-    if isinstance(exc, ssl.SSLError):
-        return SMTPTLSError(f"TLS failed: {exc}", phase=phase)
-    detail = exc.strerror or str(exc) or type(exc).__name__
-    if phase == "connect":
-        return SMTPServerDisconnected(f"cannot connect: {detail}", phase=phase)
-    return SMTPServerDisconnected(f"connection lost: {detail}", phase=phase)
