@@ -10,7 +10,7 @@ import pytest
 
 from smtpstream.smtp import auth
 from smtpstream.smtp._state import REPLY, SEND, State, Verb
-from smtpstream.smtp.client import Client, Read, UpgradeTLS, Write
+from smtpstream.smtp.client import Client, Fetch, Read, UpgradeTLS, Write
 from smtpstream.smtp.options import connection_settings, default_domain, message_spec
 from smtpstream.smtp.errors import (
     LocalProtocolError,
@@ -599,6 +599,8 @@ def drive(gen, server: list[bytes]):
         value = None
         if isinstance(action, Read):
             value = server.pop(0) if server else b""
+        elif isinstance(action, Fetch):
+            value = action.fetch(action.now)
         elif isinstance(action, UpgradeTLS):
             raise AssertionError("no TLS here")
 
@@ -646,10 +648,13 @@ def test_client_all_recipients_refused_resets():
         while True:
             action = gen.send(value)
             actions.append(action)
-            value = server.pop(0) if isinstance(action, Read) else None
+            if isinstance(action, Fetch):
+                value = action.fetch(action.now)
+            else:
+                value = server.pop(0) if isinstance(action, Read) else None
     assert set(info.value.refused) == {"b@x.example", "c@x.example"}
     assert info.value.temporary and not info.value.permanent
-    assert b"".join(actions[-2].buffers) == b"RSET\r\n"
+    assert b"".join([a for a in actions if isinstance(a, Write)][-1].buffers) == b"RSET\r\n"
     assert client.usable
 
 
@@ -763,3 +768,156 @@ def mixed_bodies(draw):
 @given(chunks=mixed_bodies())
 def test_clean_base64_chunks_skip_the_scan_with_identical_bytes(chunks):
     assert body_of(chunks) == body_of([bytes(c) for c in chunks])
+
+
+# ------------------------------------------------------------------ pipelining across messages
+
+
+def test_engine_allows_the_next_mail_right_after_the_end_of_data():
+    conn = ready()
+    for command in (Mail("a@x.example"), Rcpt("b@x.example"), Data()):
+        conn.send(command)
+    conn.data_to_send()
+    feed(conn, b"250 ok\r\n250 ok\r\n354 go\r\n")
+    conn.send_body(b"one\r\n")
+    assert conn.end_body() == b".\r\n"
+    for command in (Mail("c@x.example"), Rcpt("d@x.example"), Data()):
+        conn.send(command)  # RFC 2920 3.1: allowed in the same group as the end of data
+    assert conn.data_to_send() == b"MAIL FROM:<c@x.example>\r\nRCPT TO:<d@x.example>\r\nDATA\r\n"
+    replies = feed(conn, b"250 2.0.0 queued as A\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+    assert [(r.code, r.command.verb) for r in replies] == [
+        (250, Verb.END_DATA), (250, Verb.MAIL), (250, Verb.RCPT), (354, Verb.DATA)
+    ]
+    assert conn.state is State.BODY
+
+
+def test_a_refused_end_of_data_does_not_touch_the_next_transaction():
+    conn = ready()
+    for command in (Mail("a@x.example"), Rcpt("b@x.example"), Data()):
+        conn.send(command)
+    feed(conn, b"250 ok\r\n250 ok\r\n354 go\r\n")
+    conn.end_body()
+    conn.send(Mail("c@x.example"))
+    conn.send(Rcpt("d@x.example"))
+    feed(conn, b"554 5.7.1 message refused\r\n250 ok\r\n")
+    assert conn.state is State.RCPT  # the refusal belonged to the finished transaction
+    conn.send(Data())
+    assert conn.state is State.DATA
+
+
+def test_no_mail_after_the_end_of_data_without_pipelining():
+    conn = ready(EHLO_PLAIN)
+    for command, reply in ((Mail("a@x.example"), b"250 ok\r\n"), (Rcpt("b@x.example"), b"250 ok\r\n"),
+                           (Data(), b"354 go\r\n")):
+        conn.send(command)
+        feed(conn, reply)
+    conn.end_body()
+    with pytest.raises(LocalProtocolError, match="PIPELINING"):
+        conn.send(Mail("c@x.example"))
+
+
+def stream(client: Client, specs: list, server: list[bytes], later_at: set[int] = frozenset()):
+    """Drive ``client.send_stream`` over ``specs``; returns (verdicts, actions).
+
+    ``later_at``: indexes of messages whose fetch(now=True) answers LATER first.
+    """
+    from smtpstream.smtp.client import LATER
+
+    queue = list(enumerate(specs))
+    verdicts = []
+
+    def fetch(now):
+        if queue and now and queue[0][0] in later_at:
+            later_at.discard(queue[0][0])
+            return LATER
+        return queue.pop(0) if queue else None
+
+    _, actions = drive(client.send_stream(fetch, lambda key, res, err: verdicts.append((key, res, err))), server)
+    return verdicts, actions
+
+
+def spec_to(rcpt: str, body: bytes):
+    return message_spec({"from": "a@x.example", "rcpt": [rcpt], "source": [body]})
+
+
+def test_stream_writes_each_end_of_data_with_the_next_envelope():
+    client = opened_client(b"250-x\r\n250 PIPELINING\r\n")
+    specs = [spec_to(f"r{i}@x.example", b"body %d\r\n" % i) for i in range(3)]
+    verdicts, actions = stream(client, specs, [
+        b"250 ok\r\n250 ok\r\n354 go\r\n",
+        b"250 queued as Q0\r\n250 ok\r\n250 ok\r\n354 go\r\n",
+        b"250 queued as Q1\r\n250 ok\r\n250 ok\r\n354 go\r\n",
+        b"250 queued as Q2\r\n",
+    ])
+    writes = [b"".join(a.buffers) for a in actions if isinstance(a, Write)]
+    envelope = b"MAIL FROM:<a@x.example>\r\nRCPT TO:<r%d@x.example>\r\nDATA\r\n"
+    assert writes == [
+        envelope % 0,
+        b"body 0\r\n.\r\n" + envelope % 1,
+        b"body 1\r\n.\r\n" + envelope % 2,
+        b"body 2\r\n.\r\n",
+    ]
+    reads = [a for a in actions if isinstance(a, Read)]
+    assert len(reads) == 4  # K messages: K + 1 round trips, not 2K
+    assert [(k, r.queue_id, e) for k, r, e in verdicts] == [(0, "Q0", None), (1, "Q1", None), (2, "Q2", None)]
+    assert [r.accepted for _, r, _ in verdicts] == [("r0@x.example",), ("r1@x.example",), ("r2@x.example",)]
+
+
+def test_stream_verdicts_stay_with_their_messages_when_some_fail():
+    client = opened_client(b"250-x\r\n250 PIPELINING\r\n")
+    specs = [spec_to(f"r{i}@x.example", b"body %d\r\n" % i) for i in range(3)]
+    verdicts, actions = stream(client, specs, [
+        b"250 ok\r\n250 ok\r\n354 go\r\n",
+        # message 0 refused at the end of data; message 1's recipient refused
+        b"554 5.7.1 spam\r\n250 ok\r\n550 5.1.1 unknown\r\n554 5.5.1 no valid recipients\r\n",
+        b"250 reset\r\n",
+        b"250 ok\r\n250 ok\r\n354 go\r\n",
+        b"250 queued as Q2\r\n",
+    ])
+    (k0, r0, e0), (k1, r1, e1), (k2, r2, e2) = verdicts
+    assert (k0, r0, e0.code, e0.phase) == (0, None, 554, "end")
+    assert (k1, r1, type(e1).__name__, list(e1.refused)) == (1, None, "SMTPRecipientsRefused", ["r1@x.example"])
+    assert (k2, e2, r2.queue_id) == (2, None, "Q2")
+    writes = [b"".join(a.buffers) for a in actions if isinstance(a, Write)]
+    assert writes[2] == b"RSET\r\n"
+
+
+def test_stream_finishes_the_held_message_before_waiting_for_the_next():
+    client = opened_client(b"250-x\r\n250 PIPELINING\r\n")
+    specs = [spec_to(f"r{i}@x.example", b"body %d\r\n" % i) for i in range(2)]
+    verdicts, actions = stream(client, specs, [
+        b"250 ok\r\n250 ok\r\n354 go\r\n",
+        b"250 queued as Q0\r\n",
+        b"250 ok\r\n250 ok\r\n354 go\r\n",
+        b"250 queued as Q1\r\n",
+    ], later_at={1})
+    writes = [b"".join(a.buffers) for a in actions if isinstance(a, Write)]
+    assert writes[1] == b"body 0\r\n.\r\n"  # written and answered before fetching again
+    fetches = [a.now for a in actions if isinstance(a, Fetch)]
+    assert fetches == [False, True, False, True]
+    assert [r.queue_id for _, r, _ in verdicts] == ["Q0", "Q1"]
+
+
+def test_stream_a_lost_connection_fails_the_message_in_flight_and_the_next():
+    client = opened_client(b"250-x\r\n250 PIPELINING\r\n")
+    specs = [spec_to(f"r{i}@x.example", b"body %d\r\n" % i) for i in range(3)]
+    verdicts, actions = stream(client, specs, [b"250 ok\r\n250 ok\r\n354 go\r\n"])  # then EOF
+    assert [(k, r, type(e).__name__) for k, r, e in verdicts] == [
+        (0, None, "SMTPServerDisconnected"), (1, None, "SMTPServerDisconnected")
+    ]
+    assert verdicts[0][2].phase == "end"
+    assert not client.usable  # message 2 was never taken
+
+
+def test_stream_with_chunking_sends_each_message_in_one_write_without_354():
+    client = opened_client(b"250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n")
+    specs = [spec_to(f"r{i}@x.example", b"body %d\r\n" % i) for i in range(2)]
+    verdicts, actions = stream(client, specs, [
+        b"250 ok\r\n250 ok\r\n250 queued as Q0\r\n",
+        b"250 ok\r\n250 ok\r\n250 queued as Q1\r\n",
+    ])
+    writes = [b"".join(a.buffers) for a in actions if isinstance(a, Write)]
+    assert writes == [
+        b"MAIL FROM:<a@x.example>\r\nRCPT TO:<r%d@x.example>\r\nBDAT 8 LAST\r\nbody %d\r\n" % (i, i) for i in range(2)
+    ]
+    assert [r.queue_id for _, r, _ in verdicts] == ["Q0", "Q1"]

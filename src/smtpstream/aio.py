@@ -13,12 +13,13 @@ dialogue pulls chunks synchronously.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import ssl
 from typing import Any, Mapping
 
 from .smtp._ioerrors import translate
-from .smtp.client import Client, Poll, Read, UpgradeTLS, Write
+from .smtp.client import Client, Fetch, Poll, Read, UpgradeTLS, Write
 from .smtp.errors import SMTPError, SMTPServerDisconnected
 from .smtp.options import SendResult, connection_settings, message_spec, split_fields
 
@@ -272,6 +273,14 @@ class Session:
             except StopIteration as stop:
                 return stop.value
             result = error = None
+            if type(action) is Fetch:
+                try:
+                    result = action.fetch(action.now)
+                    if inspect.isawaitable(result):
+                        result = await result
+                except Exception as exc:  # the caller's iterator: thrown back as it is
+                    error = exc
+                continue
             try:
                 result = await self._perform(action)
             except SMTPError as exc:

@@ -19,7 +19,10 @@ file. ``protocol.py`` only looks the tables up.
 * :data:`OUTCOMES` -- which reply classes each verb can get; any other
   (a 354 to MAIL, a 250 to DATA) is a :class:`RemoteProtocolError`.
 * :data:`GROUP_ENDERS` -- verbs after which nothing may be sent until every
-  reply is in (RFC 2920 3.1, RFC 3207 4, RFC 4954 4).
+  reply is in (RFC 2920 3.1, RFC 3207 4, RFC 4954 4). The end of data is not
+  one: the next message's MAIL may follow it (pipelining across messages);
+  its reply then arrives in the next transaction's epoch and is filed, not
+  acted on.
 * Rules outside the tables, stated here so they are in this file:
   a 421 reply (to anything, or unsolicited) and the end of the connection
   lead to ``CLOSED`` from any state; any protocol error leads to ``ERROR``,
@@ -131,6 +134,12 @@ SEND: dict[tuple[State, Verb], State] = {
     (S.BDAT, V.BDAT): S.BDAT,
     (S.RCPT, V.BDAT_LAST): S.FINISHING,
     (S.BDAT, V.BDAT_LAST): S.FINISHING,
+    # Pipelining across messages (RFC 2920 3.1: the end of one message's data
+    # and the next MAIL/RCPT/DATA may share a group): the end of data ends the
+    # transaction whatever its reply says, so the next one may start at once.
+    (S.FINISHING, V.MAIL): S.MAIL,
+    (S.FINISHING, V.RSET): S.READY,
+    (S.FINISHING, V.QUIT): S.QUITTING,
     # RSET ends any transaction not in its data phase (RFC 5321 4.1.1.5;
     # RFC 3030 2: also after BDAT chunks).
     (S.GREETED, V.RSET): S.GREETED,
@@ -210,8 +219,11 @@ for _state, _verb, _outcomes, _next in _REPLY_RULES:
 del _state, _verb, _outcomes, _next, _outcome
 
 #: After sending one of these, wait for every reply before sending anything.
+#: The end of data and BDAT LAST are not among them: RFC 2920 3.1 names the
+#: message content as allowed at the start of a group, so the next
+#: transaction's commands may follow it in the same write.
 GROUP_ENDERS = frozenset(
-    {V.EHLO, V.HELO, V.STARTTLS, V.AUTH, V.AUTH_RESPONSE, V.DATA, V.END_DATA, V.BDAT_LAST, V.NOOP, V.QUIT}
+    {V.EHLO, V.HELO, V.STARTTLS, V.AUTH, V.AUTH_RESPONSE, V.DATA, V.NOOP, V.QUIT}
 )
 
 #: The transport finished the TLS handshake after STARTTLS: start over (RFC 3207 4.2).

@@ -17,7 +17,7 @@ import ssl
 from typing import Any, Mapping
 
 from ._ioerrors import translate
-from .client import Client, Poll, Read, UpgradeTLS, Write
+from .client import Client, Fetch, Poll, Read, UpgradeTLS, Write
 from .options import SendResult, connection_settings, message_spec, split_fields
 from .errors import SMTPError, SMTPServerDisconnected
 
@@ -203,6 +203,12 @@ class Session:
             except StopIteration as stop:
                 return stop.value
             result = error = None
+            if type(action) is Fetch:
+                try:
+                    result = action.fetch(action.now)
+                except Exception as exc:  # the caller's iterator: thrown back as it is
+                    error = exc
+                continue
             try:
                 result = self._perform(action)
             except SMTPError as exc:

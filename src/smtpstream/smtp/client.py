@@ -65,7 +65,7 @@ from .protocol import (
 from .options import MessageSpec, SendResult, Settings, default_domain
 from .reply import Reply
 
-__all__ = ["Client", "Write", "Read", "Poll", "UpgradeTLS"]
+__all__ = ["Client", "Write", "Read", "Poll", "UpgradeTLS", "Fetch", "LATER"]
 
 log = logging.getLogger("smtpstream.smtp")
 
@@ -137,22 +137,55 @@ class UpgradeTLS:
     phase: str = "starttls"
 
 
-Action = Write | Read | Poll | UpgradeTLS
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Call ``fetch(now)`` (awaiting its value when it is awaitable) and send back what it gives.
+
+    How :meth:`Client.send_stream` asks for the next message: ``(key, MessageSpec)``,
+    or None at the end. With ``now`` True the previous message's end of data is
+    still held back, and ``fetch`` should give :data:`LATER` rather than wait
+    (for a rate limit or a slow producer): the dialogue then finishes that
+    message first and asks again with ``now`` False. An exception ``fetch``
+    raises is thrown into the dialogue, which settles what is in flight and
+    lets it propagate.
+    """
+
+    fetch: Callable[[bool], Any]
+    now: bool = False
+    timeout: float = 0.0
+    phase: str = "fetch"
+
+
+class _Later:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "LATER"
+
+
+#: What a stream's ``fetch(now=True)`` returns when the next message is not at hand.
+LATER = _Later()
+
+Action = Write | Read | Poll | UpgradeTLS | Fetch
 Gen = Generator[Action, Any, Any]
 
 
 
 class _Transaction:
-    """The replies of one mail transaction, filed by the command they answer."""
+    """One message on its way: its commands' replies, filed as they arrive."""
 
-    def __init__(self, originals: dict[Rcpt, str]) -> None:
-        self.originals = originals
+    def __init__(self, key: Any, spec: MessageSpec) -> None:
+        self.key = key
+        self.spec = spec
+        self.originals: dict[Rcpt, str] = {}
         self.replies: list[Reply] = []
         self.mail: Reply | None = None
         self.rcpt: dict[str, Reply] = {}
         self.data: Reply | None = None
         self.bdat_refusal: Reply | None = None
         self.final: Reply | None = None
+        self.size = 0
+        self.chunking = self.pipelining = False
 
     def record(self, reply: Reply) -> None:
         self.replies.append(reply)
@@ -198,6 +231,23 @@ class _Transaction:
         if self.final is not None and not self.final.positive:
             raise SMTPDataError("the message was refused", phase="end", reply=self.final)
 
+    def verdict(self) -> tuple[SendResult | None, SMTPError | None]:
+        """``(result, None)`` for a delivered message, ``(None, error)`` otherwise."""
+        try:
+            self.check()
+        except SMTPError as exc:
+            return None, exc
+        result = SendResult(
+            sender=self.spec.sender,
+            recipients=dict(self.rcpt),
+            reply=self.final,
+            replies=tuple(self.replies),
+            size=self.size,
+            chunking=self.chunking,
+            pipelining=self.pipelining,
+        )
+        return result, None
+
 
 # ------------------------------------------------------------------ the dialogue
 
@@ -215,6 +265,14 @@ class Client:
         self._broken = False
         self._in_transaction = False
         self._phase = "greeting"
+        # Pipelining across messages: replies are filed with the transaction
+        # that sent their command; a message whose end of data is held back
+        # (to share a write with the next message's commands) is in flight
+        # until its verdict is read.
+        self._owners: dict[int, _Transaction] = {}
+        self._flight: _Transaction | None = None
+        self._held: list[Any] = []
+        self._done: Callable[[Any, SendResult | None, SMTPError | None], None] | None = None
 
     @property
     def usable(self) -> bool:
@@ -281,35 +339,44 @@ class Client:
                 continue
             return self._check(event)
 
-    def _poll(self, tx: _Transaction | None) -> Gen:
+    def _poll(self) -> Gen:
         """File whatever replies have already arrived (during an upload)."""
         data = yield from self._act(Poll(self._timeout(self._phase), self._phase))
         if data is None:
             return
         self._receive(data)
         while (event := self._event()) is not NEED_DATA:
-            reply = self._check(event)
-            if tx is not None:
-                tx.record(reply)
+            self._file(self._check(event))
 
-    def _send(self, command: Command) -> None:
+    def _file(self, reply: Reply) -> Reply:
+        """Give a reply to the transaction whose command it answers (if any)."""
+        tx = self._owners.pop(id(reply.command), None)
+        if tx is not None:
+            tx.record(reply)
+        return reply
+
+    def _own(self, tx: _Transaction) -> None:
+        """The command just queued (or end of data, or BDAT) belongs to ``tx``."""
+        self._owners[id(self.conn.last_sent)] = tx
+
+    def _send(self, command: Command, tx: _Transaction | None = None) -> None:
         self.conn.send(command)
+        if tx is not None:
+            self._own(tx)
         log.debug("C: %r", command)  # AUTH payloads are hidden by the commands' repr
 
-    def _exchange(self, command: Command) -> Gen:
-        self._send(command)
+    def _exchange(self, command: Command, tx: _Transaction | None = None) -> Gen:
+        self._send(command, tx)
         yield from self._write((self.conn.data_to_send(),), _PHASE_OF[command.verb])
         return (yield from self._reply())
 
-    def _drain(self, tx: _Transaction | None = None) -> Gen:
+    def _drain(self) -> Gen:
         """Read the replies of every command sent (writing any still buffered first)."""
         unsent = self.conn.data_to_send()
         if unsent:  # e.g. MAIL/RCPT queued for a BDAT that the source never delivered
             yield from self._write((unsent,), self._phase)
         while self.conn.pending:
-            reply = yield from self._reply()
-            if tx is not None:
-                tx.record(reply)
+            self._file((yield from self._reply()))
 
     # ---- opening
 
@@ -388,7 +455,7 @@ class Client:
             raise SMTPAuthenticationError(f"AUTH {name} failed", phase="auth", reply=reply)
         self.authenticated = True
 
-    # ---- one message
+    # ---- messages
 
     def send(self, spec: MessageSpec) -> Gen:
         """One mail transaction; returns a :class:`SendResult` or raises.
@@ -398,8 +465,120 @@ class Client:
         """
         if not self.usable:
             raise SMTPServerDisconnected("the connection is closed", phase=self._phase)
+        items = iter(((None, spec),))
+        outcome: list[tuple[SendResult | None, SMTPError | None]] = []
+        yield from self.send_stream(lambda now: next(items, None), lambda key, res, err: outcome.append((res, err)))
+        if not outcome:  # pragma: no cover - the connection was checked above
+            raise SMTPServerDisconnected("the connection is closed", phase=self._phase)
+        result, error = outcome[0]
+        if error is not None:
+            raise error
+        return result
+
+    def send_stream(
+        self,
+        fetch: Callable[[bool], Any],
+        done: Callable[[Any, SendResult | None, SMTPError | None], None],
+    ) -> Gen:
+        """Send the messages ``fetch`` gives, one transaction each, pipelined across messages.
+
+        ``fetch(now)`` (performed by the transport: see :class:`Fetch`) gives
+        ``(key, MessageSpec)`` or None at the end. ``done(key, result, error)``
+        is called once per message taken, in order, with exactly one of
+        ``result`` / ``error`` set. Returns when ``fetch`` gives None or the
+        connection can carry nothing more; an error never loses the verdicts
+        of the messages before it.
+
+        With PIPELINING (RFC 2920 3.1) a message's end of data is held back and
+        written together with the next message's MAIL, RCPTs and DATA: one
+        round trip per message. With CHUNKING the whole message goes as
+        ``MAIL RCPT... BDAT n LAST`` in one write.
+        """
+        self._done = done
         try:
-            return (yield from self._transaction(spec))
+            while self.usable or (self._flight is not None and not self._broken):
+                try:
+                    item = yield from self._next_message(fetch)
+                except SMTPError:
+                    break  # settling the message in flight failed; it has its error
+                if item is None:
+                    break
+                key, spec = item
+                tx = _Transaction(key, spec)
+                try:
+                    yield from self._one(tx)
+                except SMTPError as exc:
+                    self._report(tx, None, exc)
+                else:
+                    if self._flight is not tx:
+                        self._report(tx, *tx.verdict())
+            try:
+                yield from self._flush()
+            except SMTPError:
+                pass  # reported with the message it concerns
+        except BaseException as exc:
+            # Not an SMTP error (a bug, a KeyboardInterrupt): what is in flight is lost to us.
+            self._broken = True
+            if self._flight is not None:
+                tx, self._flight, self._held = self._flight, None, []
+                self._report(tx, None, SMTPServerDisconnected(f"the dialogue was abandoned: {exc!r}", phase="end"))
+            raise
+        finally:
+            self._done = None
+
+    def _report(self, tx: _Transaction, result: SendResult | None, error: SMTPError | None) -> None:
+        for command in [c for c, owner in self._owners.items() if owner is tx]:
+            del self._owners[command]  # replies still to come are of no interest now
+        if self._done is not None:
+            self._done(tx.key, result, error)
+
+    def _next_message(self, fetch: Callable[[bool], Any]) -> Gen:
+        """The next ``(key, spec)`` or None; finishes the message in flight first if it must wait."""
+        try:
+            if self._flight is not None:
+                item = yield Fetch(fetch, now=True)
+                if item is not LATER:
+                    return item
+                yield from self._flush()
+            return (yield Fetch(fetch, now=False))
+        except SMTPError:
+            raise
+        except Exception:
+            yield from self._flush_quietly()
+            raise
+
+    def _flush(self) -> Gen:
+        """Write the held end of data of the message in flight and read its verdict."""
+        held, self._held = self._held, []
+        if held:
+            yield from self._write(held, "end")
+        yield from self._settle()
+
+    def _flush_quietly(self) -> Gen:
+        try:
+            yield from self._flush()
+        except SMTPError:
+            pass
+
+    def _settle(self) -> Gen:
+        """Read replies until the message in flight has its verdict; report it."""
+        tx = self._flight
+        if tx is None:
+            return
+        try:
+            while tx.final is None:
+                self._file((yield from self._reply()))
+        except SMTPError as exc:
+            self._flight = None
+            self._report(tx, None, exc)
+            raise
+        self._flight = None
+        self._report(tx, *tx.verdict())
+
+    def _one(self, tx: _Transaction) -> Gen:
+        """One transaction; on failure RSET when the connection still works, then raise."""
+        try:
+            yield from self._transaction(tx)
         except SMTPError as exc:
             if isinstance(exc, SMTPSourceError) and self.conn.state is State.BODY:
                 self._broken = True  # mid-DATA the only way to abort is to hang up
@@ -445,56 +624,58 @@ class Client:
             originals[command] = given
         return mail, rcpts, originals
 
-    def _transaction(self, spec: MessageSpec) -> Gen:
+    def _transaction(self, tx: _Transaction) -> Gen:
         conn, s = self.conn, self.settings
-        mail, rcpts, originals = self._envelope(spec)
-        tx = _Transaction(originals)
-        pipelining = s.pipelining and conn.pipelining
-        chunking = s.chunking and "CHUNKING" in conn.extensions
-        chunks = _chunks(spec.chunks, spec.step)
+        mail, rcpts, tx.originals = self._envelope(tx.spec)
+        tx.pipelining = pipelining = s.pipelining and conn.pipelining
+        tx.chunking = chunking = s.chunking and "CHUNKING" in conn.extensions
+        chunks = _chunks(tx.spec.chunks, tx.spec.step)
+        if chunking and self._flight is not None:
+            yield from self._flush()  # one message at a time in BDAT mode
         self._in_transaction = True  # from here on a failure needs RSET
         if pipelining:
-            self._send(mail)
+            self._send(mail, tx)
             for command in rcpts:
-                self._send(command)
+                self._send(command, tx)
             if chunking:
                 # MAIL, RCPTs and the first BDAT (all of a small message) in one write.
                 yield from self._upload_bdat(chunks, tx, pipelining=True)
             else:
-                self._send(Data())
-                yield from self._write((conn.data_to_send(),), "mail")
-                yield from self._drain(tx)
+                self._send(Data(), tx)
+                # The previous message's end of data, then this one's envelope: one write.
+                held, self._held = self._held, []
+                yield from self._write((*held, conn.data_to_send()), "mail")
+                yield from self._settle()
+                yield from self._drain()
                 if tx.data is not None and tx.data.intermediate and (tx.hopeless()):
                     # RFC 2920 3.1: DATA accepted although nobody can receive it:
                     # end it empty, then report the refusals.
-                    yield from self._write((conn.end_body(),), "end")
-                    yield from self._drain(tx)
+                    yield from self._write((self._end_body(tx),), "end")
+                    yield from self._drain()
                 tx.check()
-                yield from self._upload_data(chunks, tx)
+                yield from self._upload_data(chunks, tx, hold=True)
         else:
-            tx.record((yield from self._exchange(mail)))
+            self._file((yield from self._exchange(mail, tx)))
             tx.check()
             for command in rcpts:
-                tx.record((yield from self._exchange(command)))
+                self._file((yield from self._exchange(command, tx)))
             tx.check()
             if chunking:
                 yield from self._upload_bdat(chunks, tx, pipelining=False)
             else:
-                tx.record((yield from self._exchange(Data())))
+                self._file((yield from self._exchange(Data(), tx)))
                 tx.check()
-                yield from self._upload_data(chunks, tx)
+                yield from self._upload_data(chunks, tx, hold=False)
         tx.check()
-        return SendResult(
-            sender=spec.sender,
-            recipients=dict(tx.rcpt),
-            reply=tx.final,
-            replies=tuple(tx.replies),
-            size=conn.body_size,
-            chunking=chunking,
-            pipelining=pipelining,
-        )
 
-    def _upload_data(self, chunks: Iterator[Any], tx: _Transaction) -> Gen:
+    def _end_body(self, tx: _Transaction) -> bytes:
+        end = self.conn.end_body()
+        self._own(tx)
+        tx.size = self.conn.body_size
+        return end
+
+    def _upload_data(self, chunks: Iterator[Any], tx: _Transaction, hold: bool) -> Gen:
+        """The body in DATA mode; with ``hold`` the end of data is kept for the next write."""
         conn = self.conn
         held: list[Any] = []  # small stuffed pieces waiting to be written together
         held_size = unpolled = 0
@@ -510,10 +691,13 @@ class Client:
                 held, held_size = [], 0
                 if unpolled >= POLL_EVERY:
                     unpolled = 0
-                    yield from self._poll(tx)  # an early reply here is the server giving up
-        held.append(conn.end_body())
+                    yield from self._poll()  # an early reply here is the server giving up
+        held.append(self._end_body(tx))
+        if hold:
+            self._held, self._flight = held, tx
+            return
         yield from self._write(held, "body")
-        tx.record((yield from self._reply()))
+        self._file((yield from self._reply()))
 
     def _upload_bdat(self, chunks: Iterator[Any], tx: _Transaction, pipelining: bool) -> Gen:
         conn = self.conn
@@ -524,16 +708,20 @@ class Client:
             held = batch
             if not buffers:
                 continue
+            self._own(tx)
             yield from self._write(buffers, "body")
             if pipelining:
-                yield from self._poll(tx)
+                yield from self._poll()
             else:
-                tx.record((yield from self._reply()))
+                self._file((yield from self._reply()))
             if tx.hopeless():
-                yield from self._drain(tx)
+                yield from self._drain()
                 return  # not LAST: the RSET after the error discards the chunks
-        yield from self._write(conn.send_bdat(held, last=True), "body")
-        yield from self._drain(tx)
+        buffers = conn.send_bdat(held, last=True)
+        self._own(tx)
+        tx.size = conn.body_size
+        yield from self._write(buffers, "body")
+        yield from self._drain()
 
     # ---- reset and quit
 

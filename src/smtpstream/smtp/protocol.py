@@ -398,6 +398,11 @@ class ClientConnection:
         return tuple(self._pending)
 
     @property
+    def last_sent(self) -> Command | None:
+        """The command queued last (a body's end of data and BDAT included), if unanswered."""
+        return self._pending[-1] if self._pending else None
+
+    @property
     def pipelining(self) -> bool:
         return "PIPELINING" in self.extensions
 
