@@ -188,6 +188,12 @@ class ScriptedServer:
     ``pause_after``: verb -> seconds to wait
     after replying to it before reading again (so that a pipelined group is
     all there at the next read, and a waiting client has sent only one line).
+
+    ``close_421_after``: messages stored per connection before the next MAIL
+    is answered 421 and the connection closed.
+
+    ``turns`` counts round trips: how often the server, having replied to
+    everything it had read, had to wait for the client to send more.
     """
 
     def __init__(
@@ -203,6 +209,7 @@ class ScriptedServer:
         no_ehlo=False,
         quit_reply="221 2.0.0 Bye",
         bare_lf_ends_lines=False,
+        close_421_after=None,
     ) -> None:
         self.extensions = list(extensions)
         self.refuse = set(refuse)
@@ -214,10 +221,12 @@ class ScriptedServer:
         self.no_ehlo = no_ehlo
         self.quit_reply = quit_reply
         self.bare_lf_ends_lines = bare_lf_ends_lines
+        self.close_421_after = close_421_after
         self.lines: list[bytes] = []
         self.reads: list[bytes] = []
         self.messages: list[Received] = []
         self.connections = 0
+        self.turns = 0
         self.errors: list[BaseException] = []
         self._stop = threading.Event()
         self._listener = socket.socket()
@@ -269,6 +278,8 @@ class _Session:
         self.server = server
         self.conn = conn
         self.buf = bytearray()
+        self.replied = False  # a reply went out since the last read
+        self.stored = 0
         self.reset()
 
     def reset(self) -> None:
@@ -280,6 +291,9 @@ class _Session:
         self.bdat_sizes: list[int] = []
 
     def recv(self) -> bytes:
+        if self.replied:  # the client had our replies and we wait for it: one round trip
+            self.server.turns += 1
+            self.replied = False
         data = self.conn.recv(1 << 20)
         if not data:
             raise _Closed()
@@ -303,6 +317,7 @@ class _Session:
 
     def reply(self, text: str) -> None:
         self.conn.sendall(text.encode() + b"\r\n")
+        self.replied = True
 
     def delay(self, key: str) -> None:
         if key in self.server.delays:
@@ -357,6 +372,9 @@ class _Session:
         raise _Closed()
 
     def do_MAIL(self, arg: str) -> None:
+        if self.server.close_421_after is not None and self.stored >= self.server.close_421_after:
+            self.reply("421 4.3.2 enough for this connection")
+            raise _Closed()
         path, *params = arg[5:].split(" ")
         self.reset()
         self.mail_from = path.strip("<>")
@@ -410,6 +428,7 @@ class _Session:
         self.reply(self.server.final_reply)
 
     def store(self, content: bytes, mode: str) -> None:
+        self.stored += 1
         self.server.messages.append(
             Received(self.mail_from, self.mail_params, self.rcpts, self.rcpt_params, content, mode,
                      list(self.bdat_sizes))

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 from .smtp._ioerrors import translate
 from .smtp.client import Client, Fetch, Poll, Read, UpgradeTLS, Write
+from .smtp.bulk import Batch, BulkResult, Job
 from .smtp.errors import SMTPError, SMTPServerDisconnected
 from .smtp.options import SendResult, connection_settings, message_spec, split_fields
 
@@ -27,6 +28,8 @@ __all__ = ["send", "Session"]
 
 #: Write buffer size above which a write waits for the socket to drain.
 HIGH_WATER = 1 << 18
+#: A write's buffers smaller than this in total are joined into one.
+JOIN_LIMIT = 1 << 18
 
 
 async def send(mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> SendResult:
@@ -45,6 +48,24 @@ async def _gathered(msg_fields: dict) -> dict:
         chunks = [chunk async for chunk in source]
         msg_fields = dict(msg_fields, source=chunks)
     return msg_fields
+
+
+def _puller(messages: Any):
+    """A coroutine function giving the next item of an iterable or async iterable, None at the end."""
+    if hasattr(messages, "__aiter__"):
+        iterator = messages.__aiter__()
+
+        async def pull():
+            try:
+                return await iterator.__anext__()
+            except StopAsyncIteration:
+                return None
+    else:
+        plain = iter(messages)
+
+        async def pull():
+            return next(plain, None)
+    return pull
 
 
 class _Link(asyncio.Protocol):
@@ -164,6 +185,52 @@ class Session:
             raise TypeError(f"Session.send: connection fields {sorted(conn_fields)} belong in Session()")
         msg_fields = await _gathered(msg_fields)
         return await self._send_spec(message_spec(msg_fields))
+
+    async def send_many(self, messages: Any) -> list[BulkResult]:
+        """Many messages over this connection (an iterable or async iterable of field
+        mappings); one :class:`~smtpstream.smtp.bulk.BulkResult` each, in order.
+        The twin of :meth:`smtpstream.smtp.Session.send_many`: pipelined across
+        messages, never raising for one message.
+        """
+        batch = Batch()
+        next_fields = _puller(messages)
+        counter = iter(range(1 << 62))
+
+        async def next_job() -> Job | None:
+            fields = await next_fields()
+            if fields is None:
+                return None
+            if isinstance(fields, Mapping):
+                fields = await _gathered(dict(fields))
+            return Job(next(counter), fields)
+
+        async def fetch(now: bool):
+            while (job := await next_job()) is not None:
+                spec = batch.spec(job)
+                if spec is not None:
+                    return job, spec
+            return None
+
+        try:
+            await self.send_stream(fetch, batch.finish)
+        except SMTPError as exc:
+            lost = exc
+        else:
+            lost = SMTPServerDisconnected("the connection was lost before this message was sent")
+        while (job := await next_job()) is not None:
+            batch.fail(job, lost)
+        return batch.ordered()
+
+    async def send_stream(self, fetch, done) -> None:
+        """Low level: :meth:`Client.send_stream <smtpstream.smtp.client.Client.send_stream>`;
+        ``fetch`` may be a coroutine function."""
+        if self._transport is None:
+            raise SMTPServerDisconnected("the session is closed")
+        try:
+            await self._run(self.client.send_stream(fetch, done))
+        finally:
+            if not self.client.usable:
+                self._close_transport()
 
     async def noop(self):
         return await self._run(self.client.noop())
@@ -298,7 +365,13 @@ class Session:
             transport = self._transport
             if transport.is_closing():
                 raise ConnectionResetError("the connection is closed")
-            for buffer in action.buffers:
+            buffers = action.buffers
+            if len(buffers) > 1 and sum(map(len, buffers)) <= JOIN_LIMIT:
+                # One segment for a group (an end of data and the next envelope),
+                # as the blocking transport's sendmsg gives: no extra round trip
+                # for a server that answers the first half before the rest arrives.
+                buffers = (b"".join(buffers),)
+            for buffer in buffers:
                 transport.write(buffer)
                 if link.paused:
                     await asyncio.wait_for(link.drain(), action.timeout)

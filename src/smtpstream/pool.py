@@ -17,63 +17,28 @@ failed as a whole with a temporary error).
 
 A health check (NOOP) runs before reusing a connection idle for more than
 ``health_check_after`` seconds.
+
+Each connection sends its messages as one stream
+(:meth:`~smtpstream.smtp.client.Client.send_stream`): with PIPELINING a
+message's end of data goes out with the next message's envelope, so a
+message costs one round trip. A message whose end of data is held back is
+finished first whenever the next one is not at hand at once (the rate limit
+would make it wait, an async iterable is not ready).
 """
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
-from dataclasses import dataclass, field
+from collections import deque
 from typing import Any, Iterable, Mapping
 
-from .message import MessageSource
 from .smtp import blocking
-from .smtp.errors import SMTPError, SMTPRecipientsRefused, SMTPServerDisconnected
-from .smtp.options import SendResult
-from .smtp.reply import Reply
+from .smtp.bulk import BACKOFF_CODES, Batch, BulkResult, Job
+from .smtp.client import LATER
+from .smtp.errors import SMTPError, SMTPServerDisconnected
 
-__all__ = ["Pool", "AsyncPool", "BulkResult", "RateLimit"]
-
-#: Reply codes that make the pool slow down (RFC 5321 4.2.2/4.2.3).
-BACKOFF_CODES = frozenset({421, 451, 454})
-
-
-@dataclass
-class BulkResult:
-    """The outcome of one message: ``result`` when delivered to someone, else ``error``."""
-
-    index: int
-    fields: Mapping[str, Any] = field(repr=False)
-    result: SendResult | None = None
-    error: SMTPError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.result is not None
-
-    @property
-    def accepted(self) -> tuple[str, ...]:
-        return self.result.accepted if self.result is not None else ()
-
-    @property
-    def refused(self) -> dict[str, Reply]:
-        """Recipients refused, with their replies (temporary and permanent)."""
-        if self.result is not None:
-            return self.result.refused
-        if isinstance(self.error, SMTPRecipientsRefused):
-            return dict(self.error.refused)
-        return {}
-
-    @property
-    def deferred(self) -> tuple[str, ...]:
-        """Recipients worth retrying: refused with a 4xx, or all of them after a temporary error."""
-        temp = tuple(r for r, reply in self.refused.items() if 400 <= reply.code < 500)
-        if temp or self.result is not None or isinstance(self.error, SMTPRecipientsRefused):
-            return temp
-        if self.error is not None and getattr(self.error, "temporary", False):
-            rcpt = self.fields.get("rcpt") or getattr(self.fields.get("source"), "recipients", ()) or ()
-            return (rcpt,) if isinstance(rcpt, str) else tuple(rcpt)
-        return ()
+__all__ = ["Pool", "AsyncPool", "BulkResult", "RateLimit", "BACKOFF_CODES"]
 
 
 class RateLimit:
@@ -100,34 +65,17 @@ class RateLimit:
             self._next = at + interval
             return at - now
 
+    def waiting(self) -> bool:
+        """True when the next message would have to wait for its slot."""
+        with self._lock:
+            now = time.monotonic()
+            if self.rate is None and now >= self._slow_until:
+                return False
+            return self._next > now
+
     def backoff(self) -> None:
         with self._lock:
             self._slow_until = time.monotonic() + self.backoff_seconds
-
-
-def _backs_off(error: SMTPError) -> bool:
-    return getattr(error, "code", None) in BACKOFF_CODES
-
-
-def _resendable(fields: Mapping[str, Any]) -> bool:
-    """Can this message's source give the whole message again?
-
-    Lists and bytes can; a ``message()`` source can until it is first read;
-    any other iterator or callable cannot, so a message is never sent again
-    truncated after its first attempt consumed part of it.
-    """
-    source = fields.get("source")
-    if isinstance(source, MessageSource):
-        return not source.started
-    return isinstance(source, (list, tuple, bytes, bytearray, memoryview))
-
-
-def _started(fields: Mapping[str, Any]) -> bool:
-    source = fields.get("source")
-    return isinstance(source, MessageSource) and source.started
-
-
-_CONSUMED = "the message source was already read; build the message again to resend it"
 
 
 def _retry_fields(results: Iterable[BulkResult]) -> list[tuple[int, dict]]:
@@ -137,6 +85,17 @@ def _retry_fields(results: Iterable[BulkResult]) -> list[tuple[int, dict]]:
         if deferred:
             out.append((r.index, dict(r.fields, rcpt=list(deferred))))
     return out
+
+
+class _Link:
+    """One connection slot of a pool: its session and the jobs waiting for it."""
+
+    def __init__(self) -> None:
+        self.session: Any = None
+        self.sent = 0  # messages handed to the current session
+        self.idle_since = 0.0
+        self.queue: deque[Job] = deque()  # taken or to be retried, before new ones
+        self.taking: Any = None  # AsyncPool: a pending take from an async iterable
 
 
 class _Settings:
@@ -152,6 +111,19 @@ class _Settings:
         self.conn_fields = conn_fields
         self.connects = 0  # sessions opened (for tests and statistics)
 
+    def _batch(self) -> Batch:
+        return Batch(attempts=2, backoff=self.limit.backoff)
+
+    def _stale(self, link: _Link, now: float) -> bool:
+        session = link.session
+        return session.closed or link.sent >= self.max_messages or now - link.idle_since > self.idle_timeout
+
+    def _done(self, batch: Batch, link: _Link):
+        def done(job: Job, result: Any, error: Any) -> None:
+            if batch.finish(job, result, error):
+                link.queue.append(job)  # lost with its connection: once more on the next one
+        return done
+
 
 class Pool(_Settings):
     """N blocking sessions on threads (see the module doc)."""
@@ -159,28 +131,20 @@ class Pool(_Settings):
     def send_many(self, messages: Iterable[Mapping[str, Any]]) -> list[BulkResult]:
         items = iter(enumerate(messages))
         lock = threading.Lock()
-        results: dict[int, BulkResult] = {}
+        batch = self._batch()
 
-        def worker() -> None:
-            state = {"session": None, "sent": 0, "idle_since": 0.0}
-            try:
-                while True:
-                    with lock:
-                        nxt = next(items, None)
-                    if nxt is None:
-                        return
-                    index, fields = nxt
-                    results[index] = self._one(state, index, fields)
-            finally:
-                if state["session"] is not None:
-                    state["session"].close()
+        def take() -> Job | None:
+            with lock:
+                nxt = next(items, None)
+            return None if nxt is None else Job(*nxt)
 
-        threads = [threading.Thread(target=worker, daemon=True) for _ in range(self.connections)]
+        threads = [threading.Thread(target=self._work, args=(batch, take), daemon=True)
+                   for _ in range(self.connections)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        return [results[i] for i in sorted(results)]
+        return batch.ordered()
 
     def retry(self, results: Iterable[BulkResult]) -> list[BulkResult]:
         """Send again only the deferred recipients (sources must be re-iterable, e.g. lists)."""
@@ -190,54 +154,66 @@ class Pool(_Settings):
             r.index = index
         return out
 
-    def _session(self, state: dict):
-        session = state["session"]
+    def _work(self, batch: Batch, take) -> None:
+        link = _Link()
+        fetch = self._fetcher(batch, link, take)
+        done = self._done(batch, link)
+        try:
+            while True:
+                if not link.queue:
+                    job = take()
+                    if job is None:
+                        return
+                    link.queue.append(job)
+                try:
+                    session = self._session(link)
+                except SMTPError as exc:
+                    job = link.queue.popleft()
+                    if batch.fail(job, exc):
+                        link.queue.appendleft(job)
+                    continue
+                session.send_stream(fetch, done)
+                link.idle_since = time.monotonic()
+        finally:
+            if link.session is not None:
+                link.session.close()
+
+    def _fetcher(self, batch: Batch, link: _Link, take):
+        def fetch(now: bool):
+            while link.sent < self.max_messages:
+                if now and self.limit.waiting():
+                    return LATER  # finish the message in flight before sleeping
+                job = link.queue.popleft() if link.queue else take()
+                if job is None:
+                    return None
+                spec = batch.spec(job)
+                if spec is None:
+                    continue
+                wait = self.limit.delay()
+                if wait > 0:
+                    time.sleep(wait)
+                link.sent += 1
+                return job, spec
+            return None
+        return fetch
+
+    def _session(self, link: _Link):
         now = time.monotonic()
-        if session is not None and (
-            session.closed or state["sent"] >= self.max_messages or now - state["idle_since"] > self.idle_timeout
-        ):
-            session.close()
-            session = state["session"] = None
-        if session is not None and now - state["idle_since"] > self.health_check_after:
+        if link.session is not None and self._stale(link, now):
+            link.session.close()
+            link.session = None
+        if link.session is not None and now - link.idle_since > self.health_check_after:
             try:
-                if not session.noop().positive:
+                if not link.session.noop().positive:
                     raise SMTPServerDisconnected("NOOP refused")
             except SMTPError:
-                session.close()
-                session = state["session"] = None
-        if session is None:
+                link.session.close()
+                link.session = None
+        if link.session is None:
             self.connects += 1
-            session = state["session"] = blocking.Session(**self.conn_fields)
-            state["sent"] = 0
-        return session
-
-    def _one(self, state: dict, index: int, fields: Mapping[str, Any]) -> BulkResult:
-        error: SMTPError | None = None
-        for attempt in range(2):
-            if (attempt or _started(fields)) and not _resendable(fields):
-                return BulkResult(index, fields, error=error or SMTPError(_CONSUMED))
-            wait = self.limit.delay()
-            if wait > 0:
-                time.sleep(wait)
-            try:
-                session = self._session(state)
-                state["sent"] += 1
-                result = session.send(dict(fields))
-                state["idle_since"] = time.monotonic()
-                return BulkResult(index, fields, result=result)
-            except SMTPError as exc:
-                error = exc
-                state["idle_since"] = time.monotonic()
-                if _backs_off(exc):
-                    self.limit.backoff()
-                if not isinstance(exc, SMTPServerDisconnected):
-                    break
-                if state["session"] is not None:
-                    state["session"].close()
-                    state["session"] = None
-            except Exception as exc:  # a bad message's fields: its own result, not everyone's
-                return BulkResult(index, fields, error=SMTPError(f"{type(exc).__name__}: {exc}"))
-        return BulkResult(index, fields, error=error)
+            link.sent = 0
+            link.session = blocking.Session(**self.conn_fields)
+        return link.session
 
 
 class AsyncPool(_Settings):
@@ -246,40 +222,42 @@ class AsyncPool(_Settings):
     async def send_many(self, messages: Any) -> list[BulkResult]:
         from . import aio
 
+        counter = iter(range(1 << 62))
+        batch = self._batch()
         if hasattr(messages, "__aiter__"):
             source = messages.__aiter__()
+            lock = asyncio.Lock()
 
-            async def take():
-                try:
-                    return await source.__anext__()
-                except StopAsyncIteration:
-                    return None
+            async def take() -> Job | None:
+                async with lock:
+                    try:
+                        fields = await source.__anext__()
+                    except StopAsyncIteration:
+                        return None
+                    return Job(next(counter), fields)
         else:
             plain = iter(messages)
+            take = None
 
-            async def take():
-                return next(plain, None)
+            def take_now() -> Job | None:
+                fields = next(plain, None)
+                return None if fields is None else Job(next(counter), fields)
 
-        counter = iter(range(1 << 62))
-        results: dict[int, BulkResult] = {}
-        lock = asyncio.Lock()
+        async def next_job(link: _Link, now: bool):
+            """A new job; LATER when ``now`` and the async iterable is not ready at once."""
+            if take is None:
+                return take_now()
+            if link.taking is None:
+                link.taking = asyncio.ensure_future(take())
+            if now and not link.taking.done():
+                await asyncio.sleep(0)
+                if not link.taking.done():
+                    return LATER
+            taking, link.taking = link.taking, None
+            return await taking
 
-        async def worker() -> None:
-            state = {"session": None, "sent": 0, "idle_since": 0.0}
-            try:
-                while True:
-                    async with lock:
-                        fields = await take()
-                        index = next(counter)
-                    if fields is None:
-                        return
-                    results[index] = await self._one(aio, state, index, fields)
-            finally:
-                if state["session"] is not None:
-                    await state["session"].close()
-
-        await asyncio.gather(*(worker() for _ in range(self.connections)))
-        return [results[i] for i in sorted(results)]
+        await asyncio.gather(*(self._work(aio, batch, next_job) for _ in range(self.connections)))
+        return batch.ordered()
 
     async def retry(self, results: Iterable[BulkResult]) -> list[BulkResult]:
         again = _retry_fields(results)
@@ -288,51 +266,63 @@ class AsyncPool(_Settings):
             r.index = index
         return out
 
-    async def _session(self, aio: Any, state: dict):
-        session = state["session"]
+    async def _work(self, aio: Any, batch: Batch, next_job) -> None:
+        link = _Link()
+        done = self._done(batch, link)
+
+        async def fetch(now: bool):
+            while link.sent < self.max_messages:
+                if now and self.limit.waiting():
+                    return LATER
+                job = link.queue.popleft() if link.queue else await next_job(link, now)
+                if job is None or job is LATER:
+                    return job
+                if isinstance(job.fields, Mapping):  # an async-iterable source is read here
+                    job.fields = await aio._gathered(job.fields)
+                spec = batch.spec(job)
+                if spec is None:
+                    continue
+                wait = self.limit.delay()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                link.sent += 1
+                return job, spec
+            return None
+
+        try:
+            while True:
+                if not link.queue:
+                    job = await next_job(link, False)
+                    if job is None:
+                        return
+                    link.queue.append(job)
+                try:
+                    session = await self._session(aio, link)
+                except SMTPError as exc:
+                    job = link.queue.popleft()
+                    if batch.fail(job, exc):
+                        link.queue.appendleft(job)
+                    continue
+                await session.send_stream(fetch, done)
+                link.idle_since = time.monotonic()
+        finally:
+            if link.session is not None:
+                await link.session.close()
+
+    async def _session(self, aio: Any, link: _Link):
         now = time.monotonic()
-        if session is not None and (
-            session.closed or state["sent"] >= self.max_messages or now - state["idle_since"] > self.idle_timeout
-        ):
-            await session.close()
-            session = state["session"] = None
-        if session is not None and now - state["idle_since"] > self.health_check_after:
+        if link.session is not None and self._stale(link, now):
+            await link.session.close()
+            link.session = None
+        if link.session is not None and now - link.idle_since > self.health_check_after:
             try:
-                if not (await session.noop()).positive:
+                if not (await link.session.noop()).positive:
                     raise SMTPServerDisconnected("NOOP refused")
             except SMTPError:
-                await session.close()
-                session = state["session"] = None
-        if session is None:
+                await link.session.close()
+                link.session = None
+        if link.session is None:
             self.connects += 1
-            session = state["session"] = await aio.Session(**self.conn_fields)
-            state["sent"] = 0
-        return session
-
-    async def _one(self, aio: Any, state: dict, index: int, fields: Mapping[str, Any]) -> BulkResult:
-        error: SMTPError | None = None
-        for attempt in range(2):
-            if (attempt or _started(fields)) and not _resendable(fields):
-                return BulkResult(index, fields, error=error or SMTPError(_CONSUMED))
-            wait = self.limit.delay()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            try:
-                session = await self._session(aio, state)
-                state["sent"] += 1
-                result = await session.send(dict(fields))
-                state["idle_since"] = time.monotonic()
-                return BulkResult(index, fields, result=result)
-            except SMTPError as exc:
-                error = exc
-                state["idle_since"] = time.monotonic()
-                if _backs_off(exc):
-                    self.limit.backoff()
-                if not isinstance(exc, SMTPServerDisconnected):
-                    break
-                if state["session"] is not None:
-                    await state["session"].close()
-                    state["session"] = None
-            except Exception as exc:
-                return BulkResult(index, fields, error=SMTPError(f"{type(exc).__name__}: {exc}"))
-        return BulkResult(index, fields, error=error)
+            link.sent = 0
+            link.session = await aio.Session(**self.conn_fields)
+        return link.session

@@ -14,11 +14,12 @@ from __future__ import annotations
 import select
 import socket
 import ssl
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ._ioerrors import translate
 from .client import Client, Fetch, Poll, Read, UpgradeTLS, Write
 from .options import SendResult, connection_settings, message_spec, split_fields
+from .bulk import Batch, BulkResult, Job
 from .errors import SMTPError, SMTPServerDisconnected
 
 __all__ = ["send", "Session", "RECV_SIZE"]
@@ -99,6 +100,46 @@ class Session:
         if conn_fields:
             raise TypeError(f"Session.send: connection fields {sorted(conn_fields)} belong in Session()")
         return self._send_spec(message_spec(msg_fields))
+
+    def send_many(self, messages: Iterable[Mapping[str, Any]]) -> list[BulkResult]:
+        """Send many messages over this connection; one :class:`BulkResult` each, in order.
+
+        ``messages`` gives mappings of message fields (as for :meth:`send`).
+        With PIPELINING each message's end of data shares a write with the
+        next one's envelope: one round trip per message. Never raises for one
+        message: a refusal is that message's result; if the connection is
+        lost, the messages not yet sent get that error (a
+        :class:`~smtpstream.pool.Pool` would reconnect and go on).
+        """
+        batch = Batch()
+        jobs = (Job(i, fields) for i, fields in enumerate(messages))
+
+        def fetch(now: bool):
+            for job in jobs:
+                spec = batch.spec(job)
+                if spec is not None:
+                    return job, spec
+            return None
+
+        try:
+            self.send_stream(fetch, batch.finish)
+        except SMTPError as exc:
+            lost = exc
+        else:
+            lost = SMTPServerDisconnected("the connection was lost before this message was sent")
+        for job in jobs:
+            batch.fail(job, lost)
+        return batch.ordered()
+
+    def send_stream(self, fetch, done) -> None:
+        """Low level: :meth:`Client.send_stream <smtpstream.smtp.client.Client.send_stream>` on this connection."""
+        if self._sock is None:
+            raise SMTPServerDisconnected("the session is closed")
+        try:
+            self._run(self.client.send_stream(fetch, done))
+        finally:
+            if not self.client.usable:
+                self._close_socket()
 
     def noop(self):
         return self._run(self.client.noop())
