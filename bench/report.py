@@ -1,6 +1,10 @@
 """Print MB/s per benchmark and ratios against the baselines, from pytest-benchmark JSON.
 
 usage: python bench/report.py bench.json
+
+Sender groups (send/..., bulk/...) show CPU ms per message and two ratios
+against smtpstream's row: CPU per message (this / ours: above 1 costs more)
+and messages per second (this / ours: below 1 is slower).
 """
 from __future__ import annotations
 
@@ -9,14 +13,26 @@ import sys
 from collections import defaultdict
 
 
+def cpu_ms_per_msg(info: dict) -> float | None:
+    if "cpu_ms_per_msg" in info:
+        return info["cpu_ms_per_msg"]
+    if info.get("messages"):
+        return 1000 * info["cpu_s"] / info["messages"]
+    return None
+
+
 def main(path: str) -> None:
     doc = json.load(open(path))
     size = doc.get("input_bytes", 64 * 1024 * 1024)
     groups = defaultdict(dict)
     jobs = defaultdict(dict)
     senders = defaultdict(dict)
+    proxies = defaultdict(dict)
     for b in doc["benchmarks"]:
         info = b["extra_info"]
+        if info.get("proxy"):  # bench/test_bulk_bench.py's checks of the delay proxy
+            proxies[b["group"]][b["name"]] = info
+            continue
         if "cpu_s" in info:  # a sender process: wall, CPU and RSS
             senders[b["group"]][info.get("impl", b["name"])] = info
             continue
@@ -29,11 +45,30 @@ def main(path: str) -> None:
     for group in sorted(senders):
         rows = senders[group]
         ours = rows.get("smtpstream")
-        print(f"\n{group}  (whole sender process; CPU = user + sys)")
+        print(f"\n{group}  (whole sender process; CPU = user + sys; ratios: this / smtpstream)")
         for name, info in sorted(rows.items(), key=lambda kv: kv[1]["cpu_s"]):
-            ratio = f"CPU {info['cpu_s'] / ours['cpu_s']:5.1f}x ours" if ours else ""
-            print(f"  {name:20s} wall {info['wall_s']:7.2f} s  CPU {info['cpu_s']:6.2f} s  "
+            per_msg = cpu_ms_per_msg(info)
+            per_msg_s = f"{per_msg:7.2f} ms/msg" if per_msg is not None else " " * 14
+            ratio = ""
+            if ours:
+                ours_per_msg = cpu_ms_per_msg(ours)
+                if per_msg is not None and ours_per_msg:
+                    ratio = f"CPU/msg {per_msg / ours_per_msg:5.2f}x"
+                else:
+                    ratio = f"CPU {info['cpu_s'] / ours['cpu_s']:5.1f}x ours"
+                if info.get("msgs_per_s") and ours.get("msgs_per_s"):
+                    ratio += f"  msgs/s {info['msgs_per_s'] / ours['msgs_per_s']:5.2f}x"
+            print(f"  {name:20s} wall {info['wall_s']:7.2f} s  CPU {info['cpu_s']:6.2f} s  {per_msg_s}  "
                   f"RSS {info['maxrss_mib']:7.1f} MiB  {info['msgs_per_s']:8.1f} msgs/s  {ratio}")
+    for group in sorted(proxies):
+        print(f"\n{group}  (the delay proxy itself)")
+        for name, info in sorted(proxies[group].items()):
+            if "proxied_ms" in info:
+                print(f"  {name:20s} per NOOP exchange: {info['proxied_ms']:6.2f} ms through the proxy, "
+                      f"{info['direct_ms']:6.2f} ms direct (RTT set: {info['rtt_ms_set']:g} ms)")
+            if "mb_per_s" in info:
+                print(f"  {name:20s} {info['bytes'] / 1e6:.0f} MB echoed in {info['seconds']:.2f} s: "
+                      f"{info['mb_per_s']:.0f} MB/s each way, {'same bytes' if info['same_bytes'] else 'DIFFERS'}")
     for group in sorted(jobs):
         rows = jobs[group]
         base = rows.get("stdlib")

@@ -1,0 +1,39 @@
+"""smtpstream's bulk sender: smtpstream.pool.Pool.send_many over N connections.
+
+usage: python bulk_smtpstream.py HOST PORT KIND COUNT CONNECTIONS [ATTACHMENT]   (see bulk_common)
+Messages are built lazily, one per item the pool takes; exit 1 unless every BulkResult is ok.
+"""
+import sys
+
+from smtpstream.message import attachment, message, text
+from smtpstream.pool import Pool
+
+from bulk_common import ATTACH_TEXT, FROM, SMALL_BODY, parse, subject
+
+
+def messages(job):
+    for i in range(job.count):
+        headers = {"from": FROM, "to": f"user{i}@example.com", "subject": subject(job.kind, i)}
+        if job.kind == "attach100k":
+            table = {"headers": headers, "body": {1: text(ATTACH_TEXT), 2: attachment(job.attachment)}}
+        else:
+            part = text(SMALL_BODY)
+            table = {"headers": {**headers, **part["headers"]}, "body": part["body"]}
+        yield {"source": message(table)}
+
+
+def main():
+    job = parse()
+    pool = Pool(server=job.host, port=job.port, connections=job.connections, max_messages=1_000_000,
+                domain="client.example.com")
+    results = pool.send_many(messages(job))
+    failed = [r for r in results if not r.ok]
+    for r in failed[:5]:
+        print(f"message {r.index}: {r.error!r}", file=sys.stderr)
+    if failed or len(results) != job.count:
+        print(f"{len(failed)} of {len(results)} results not ok ({job.count} messages)", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
