@@ -596,3 +596,56 @@ def test_filenames_round_trip(name):
     # characters there; the modern .params above is exact.
     assert msg.get_filename() == email.utils.unquote(name).strip()
     assert msg["Content-Type"].params["name"] == name
+
+
+# ------------------------------------------------------------------ the simple-mailbox fast path
+
+_MAILBOX_PIECES = st.sampled_from(
+    ["a", "Bob", "x.y", "+tag", "@", "@", ".", "..", " ", "  ", "\t", "<", ">", "example.com", "b",
+     '"', "(", ")", ",", "\u00fc", "J.", "!#$", "[1.2.3.4]", "-", "_"]
+)
+
+
+_WORD = st.sampled_from(["Bob", "J.", "x", "!#$", "\u00fc", '"q"', "(c)", "a-b"])
+_ADDR_PART = st.sampled_from(["a", "x.y", "b+t", "example.com", "a..b", "[1.2.3.4]", "\u00fc.example", ""])
+_SPACE = st.sampled_from(["", " ", "  ", "\t"])
+_STRUCTURED = st.builds(
+    lambda words, sp1, local, domain, sp2, angle: (
+        sp1 + " ".join(words) + sp2 + ("<" if angle else "") + local + "@" + domain + (">" if angle else "")
+    ),
+    st.lists(_WORD, max_size=3), _SPACE, _ADDR_PART, _ADDR_PART, _SPACE, st.booleans(),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_STRUCTURED, st.lists(_MAILBOX_PIECES, min_size=1, max_size=10).map("".join)))
+def test_simple_mailbox_fast_path_agrees_with_the_general_parser(text):
+    from smtpstream.message import headers as h
+
+    def parse(pattern):
+        saved, h._SIMPLE_MAILBOX = h._SIMPLE_MAILBOX, pattern
+        try:
+            return h._mailbox("To", text)
+        except h.HeaderError:
+            return "error"
+        finally:
+            h._SIMPLE_MAILBOX = saved
+
+    assert parse(h._SIMPLE_MAILBOX) == parse(re.compile(r"(?!)"))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_STRUCTURED, st.lists(_MAILBOX_PIECES, min_size=0, max_size=10).map("".join)))
+def test_one_mailbox_fast_path_splits_as_the_general_loop(text):
+    from smtpstream.message import headers as h
+
+    def split(pattern):
+        saved, h._ONE_MAILBOX = h._ONE_MAILBOX, pattern
+        try:
+            return h._split_address_list("To", text)
+        except h.HeaderError:
+            return "error"
+        finally:
+            h._ONE_MAILBOX = saved
+
+    assert split(h._ONE_MAILBOX) == split(re.compile(r"(?!)"))

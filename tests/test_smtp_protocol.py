@@ -588,19 +588,22 @@ def test_reply_helpers():
 
 def drive(gen, server: list[bytes]):
     """Run a Client generator against canned server bytes; return (result, actions)."""
-    actions, value = [], None
+    actions, value, error = [], None, None
     server = list(server)
     while True:
         try:
-            action = gen.send(value)
+            action = gen.throw(error) if error is not None else gen.send(value)
         except StopIteration as stop:
             return stop.value, actions
         actions.append(action)
-        value = None
+        value = error = None
         if isinstance(action, Read):
             value = server.pop(0) if server else b""
         elif isinstance(action, Fetch):
-            value = action.fetch(action.now)
+            try:  # as the transports do: the caller's error is thrown into the dialogue
+                value = action.fetch(action.now)
+            except Exception as exc:
+                error = exc
         elif isinstance(action, UpgradeTLS):
             raise AssertionError("no TLS here")
 
@@ -819,7 +822,7 @@ def test_no_mail_after_the_end_of_data_without_pipelining():
 def stream(client: Client, specs: list, server: list[bytes], later_at: set[int] = frozenset()):
     """Drive ``client.send_stream`` over ``specs``; returns (verdicts, actions).
 
-    ``later_at``: indexes of messages whose fetch(now=True) answers LATER first.
+    ``later_at``: indexes of messages that fetch(now=True) never gives (LATER).
     """
     from smtpstream.smtp.client import LATER
 
@@ -828,7 +831,6 @@ def stream(client: Client, specs: list, server: list[bytes], later_at: set[int] 
 
     def fetch(now):
         if queue and now and queue[0][0] in later_at:
-            later_at.discard(queue[0][0])
             return LATER
         return queue.pop(0) if queue else None
 
@@ -894,7 +896,9 @@ def test_stream_finishes_the_held_message_before_waiting_for_the_next():
     writes = [b"".join(a.buffers) for a in actions if isinstance(a, Write)]
     assert writes[1] == b"body 0\r\n.\r\n"  # written and answered before fetching again
     fetches = [a.now for a in actions if isinstance(a, Fetch)]
-    assert fetches == [False, True, False, True]
+    # message 0; a look-ahead while its envelope is answered (LATER); the
+    # same when its end is held (LATER: finish it); then wait for message 1
+    assert fetches == [False, True, True, False, True]
     assert [r.queue_id for _, r, _ in verdicts] == ["Q0", "Q1"]
 
 
@@ -902,11 +906,12 @@ def test_stream_a_lost_connection_fails_the_message_in_flight_and_the_next():
     client = opened_client(b"250-x\r\n250 PIPELINING\r\n")
     specs = [spec_to(f"r{i}@x.example", b"body %d\r\n" % i) for i in range(3)]
     verdicts, actions = stream(client, specs, [b"250 ok\r\n250 ok\r\n354 go\r\n"])  # then EOF
+    # 0 was in flight, 1 had its envelope written, 2 was fetched ahead: each gets the error
     assert [(k, r, type(e).__name__) for k, r, e in verdicts] == [
-        (0, None, "SMTPServerDisconnected"), (1, None, "SMTPServerDisconnected")
+        (0, None, "SMTPServerDisconnected"), (1, None, "SMTPServerDisconnected"), (2, None, "SMTPServerDisconnected")
     ]
-    assert verdicts[0][2].phase == "end"
-    assert not client.usable  # message 2 was never taken
+    assert verdicts[0][2].phase == "end" and "before this message was sent" in str(verdicts[2][2])
+    assert not client.usable
 
 
 def test_stream_with_chunking_sends_each_message_in_one_write_without_354():
@@ -921,3 +926,23 @@ def test_stream_with_chunking_sends_each_message_in_one_write_without_354():
         b"MAIL FROM:<a@x.example>\r\nRCPT TO:<r%d@x.example>\r\nBDAT 8 LAST\r\nbody %d\r\n" % (i, i) for i in range(2)
     ]
     assert [r.queue_id for _, r, _ in verdicts] == ["Q0", "Q1"]
+
+
+def test_stream_an_error_of_the_caller_s_iterator_comes_after_the_verdicts_before_it():
+    client = opened_client(b"250-x\r\n250 PIPELINING\r\n")
+    specs = iter([(0, spec_to("r0@x.example", b"body 0\r\n")), (1, spec_to("r1@x.example", b"body 1\r\n"))])
+    verdicts = []
+
+    def fetch(now):
+        item = next(specs, None)
+        if item is None:
+            raise RuntimeError("the producer broke")
+        return item
+
+    gen = client.send_stream(fetch, lambda key, res, err: verdicts.append((key, res.queue_id if res else err)))
+    server = [b"250 ok\r\n250 ok\r\n354 go\r\n", b"250 queued as Q0\r\n250 ok\r\n250 ok\r\n354 go\r\n",
+              b"250 queued as Q1\r\n"]
+    with pytest.raises(RuntimeError, match="producer broke"):
+        drive(gen, server)
+    assert verdicts == [(0, "Q0"), (1, "Q1")]  # both finished before the error surfaced
+    assert client.usable

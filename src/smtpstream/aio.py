@@ -16,7 +16,8 @@ import asyncio
 import inspect
 import socket
 import ssl
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .smtp._ioerrors import translate
 from .smtp.client import Client, Fetch, Poll, Read, UpgradeTLS, Write

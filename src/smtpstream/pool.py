@@ -31,7 +31,8 @@ import asyncio
 import threading
 import time
 from collections import deque
-from typing import Any, Iterable, Mapping
+from collections.abc import Mapping
+from typing import Any, Iterable
 
 from .smtp import blocking
 from .smtp.bulk import BACKOFF_CODES, Batch, BulkResult, Job

@@ -433,6 +433,12 @@ _PLAIN_PHRASE = re.compile(rf"{_ATEXT}(?: {_ATEXT})*")
 _DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
 _QUOTED_LOCAL = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\t]|\\[\x20-\x7e\t])*"')
 _DOMAIN_LITERAL = re.compile(r"\[[\x21-\x5a\x5e-\x7e]*\]")
+_DOT_ATOM_TEXT = rf"{_ATEXT}(?:\.{_ATEXT})*"
+# The common mailbox, "Plain Name <local@domain>" or "local@domain" (ASCII,
+# no comments, no quotes): read without the general parser, same result.
+_SIMPLE_MAILBOX = re.compile(
+    rf"[ \t]*(?:({_ATEXT}(?: {_ATEXT})*)[ \t]*<({_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT})>|<?({_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT})>?)[ \t]*"
+)
 # A display name with a longer word or white-space run is encoded, so that
 # white space plus word (plus quotes) always fits on a line.
 _MAX_PHRASE_PART = 400
@@ -451,12 +457,17 @@ def _phrase_items(text: str) -> list[Item]:
     return _split_wsp(quoted)
 
 
+_ONE_MAILBOX = re.compile(r'[^"(),:;<>\\]*(?:<[^"(),:;<>\\]*>[^"(),:;<>\\]*)?')
+
+
 def _split_address_list(field: str, value: str) -> list[tuple[str | None, list[str]]]:
     """Split at top-level commas and groups: [(group name or None, [mailbox texts])].
 
     Quoted strings, comments and angle brackets are skipped over; anything
     unbalanced is an error.
     """
+    if _ONE_MAILBOX.fullmatch(value):  # no list, group, quote or comment: one mailbox at most
+        return [(None, [value])] if value.strip(" \t") else []
     entries: list[tuple[str | None, list[str]]] = []
     group: str | None = None
     members: list[str] = []
@@ -543,6 +554,11 @@ def _domain(field: str, domain: str) -> str:
 
 def _mailbox(field: str, text: str) -> tuple[str, str]:
     """(display name, ASCII addr-spec) of one mailbox."""
+    simple = _SIMPLE_MAILBOX.fullmatch(text)
+    if simple is not None and (text.count("<") == text.count(">")):
+        name, addr = simple.group(1) or "", simple.group(2) or simple.group(3)
+        local, _, domain = addr.rpartition("@")
+        return name, f"{local}@{_domain(field, domain)}"
     pairs = email.utils.getaddresses([text])
     if len(pairs) != 1 or not pairs[0][1] or pairs[0][1] not in text:
         # The last test catches what getaddresses glues silently ("a@b x" -> "a@bx").

@@ -43,6 +43,8 @@ __all__ = [
 class State(Enum):
     """Where the client connection is (RFC 5321 section 3)."""
 
+    __hash__ = object.__hash__
+
     #: Connected; waiting for the server's greeting.
     CONNECTED = "connected"
     #: The greeting was not 2xx (e.g. 554): only QUIT is left (RFC 5321 3.1).
@@ -85,6 +87,8 @@ class Verb(Enum):
     """What a reply can answer. GREETING, END_DATA and BDAT_LAST are not commands
     one types, but each gets exactly one reply, so each is a FIFO entry."""
 
+    __hash__ = object.__hash__  # the state tables are looked up per reply: identity hashing is cheaper
+
     GREETING = "greeting"
     EHLO = "EHLO"
     HELO = "HELO"
@@ -103,6 +107,8 @@ class Verb(Enum):
 
 
 class Outcome(Enum):
+    __hash__ = object.__hash__  # members are singletons: identity hashing, not Enum's by-name hash
+
     OK = 2  #: 2xx
     MORE = 3  #: 3xx: 334 (AUTH challenge), 354 (send the body)
     NO = 4  #: 4xx or 5xx: refused (temporary or permanent)

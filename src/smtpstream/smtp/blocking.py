@@ -14,7 +14,8 @@ from __future__ import annotations
 import select
 import socket
 import ssl
-from typing import Any, Iterable, Mapping
+from collections.abc import Mapping
+from typing import Any, Iterable
 
 from ._ioerrors import translate
 from .client import Client, Fetch, Poll, Read, UpgradeTLS, Write

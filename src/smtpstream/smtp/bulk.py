@@ -9,7 +9,8 @@ once more on another. No I/O and no threads here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from collections.abc import Mapping
+from typing import Any, Callable
 
 from ..message import MessageSource
 from .errors import SMTPError, SMTPRecipientsRefused, SMTPServerDisconnected

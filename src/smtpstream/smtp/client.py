@@ -273,6 +273,10 @@ class Client:
         self._flight: _Transaction | None = None
         self._held: list[Any] = []
         self._done: Callable[[Any, SendResult | None, SMTPError | None], None] | None = None
+        # The next message, fetched while the server works on this one's
+        # envelope: ("item", (key, spec) or None) or ("error", exception).
+        self._fetch: Callable[[bool], Any] | None = None
+        self._ahead: tuple[str, Any] | None = None
 
     @property
     def usable(self) -> bool:
@@ -494,7 +498,7 @@ class Client:
         round trip per message. With CHUNKING the whole message goes as
         ``MAIL RCPT... BDAT n LAST`` in one write.
         """
-        self._done = done
+        self._done, self._fetch, self._ahead = done, fetch, None
         try:
             while self.usable or (self._flight is not None and not self._broken):
                 try:
@@ -516,15 +520,25 @@ class Client:
                 yield from self._flush()
             except SMTPError:
                 pass  # reported with the message it concerns
+            ahead, self._ahead = self._ahead, None
+            if ahead is not None and ahead[0] == "error":
+                raise ahead[1]
+            if ahead is not None and ahead[1] is not None:  # taken, never sent: the connection went
+                key, _ = ahead[1]
+                self._done(key, None, SMTPServerDisconnected(
+                    "the connection was lost before this message was sent", phase=self._phase))
         except BaseException as exc:
-            # Not an SMTP error (a bug, a KeyboardInterrupt): what is in flight is lost to us.
-            self._broken = True
+            # Not an SMTP error: the caller's iterator failing (raised once
+            # everything before it is settled: the connection stays usable), or
+            # a bug or KeyboardInterrupt mid-transaction: what is in flight is lost.
+            if self._flight is not None or self.conn.pending or self.conn.state not in _IDLE:
+                self._broken = True
             if self._flight is not None:
                 tx, self._flight, self._held = self._flight, None, []
                 self._report(tx, None, SMTPServerDisconnected(f"the dialogue was abandoned: {exc!r}", phase="end"))
             raise
         finally:
-            self._done = None
+            self._done = self._fetch = self._ahead = None
 
     def _report(self, tx: _Transaction, result: SendResult | None, error: SMTPError | None) -> None:
         for command in [c for c, owner in self._owners.items() if owner is tx]:
@@ -534,6 +548,12 @@ class Client:
 
     def _next_message(self, fetch: Callable[[bool], Any]) -> Gen:
         """The next ``(key, spec)`` or None; finishes the message in flight first if it must wait."""
+        if self._ahead is not None:
+            (kind, value), self._ahead = self._ahead, None
+            if kind == "item":
+                return value
+            yield from self._flush_quietly()
+            raise value
         try:
             if self._flight is not None:
                 item = yield Fetch(fetch, now=True)
@@ -546,6 +566,20 @@ class Client:
         except Exception:
             yield from self._flush_quietly()
             raise
+
+    def _look_ahead(self) -> Gen:
+        """Fetch the next message now, while the server answers (if it is at hand at once)."""
+        if self._fetch is None or self._ahead is not None:
+            return
+        try:
+            item = yield Fetch(self._fetch, now=True)
+        except SMTPError:
+            raise
+        except Exception as exc:
+            self._ahead = ("error", exc)
+            return
+        if item is not LATER:
+            self._ahead = ("item", item)
 
     def _flush(self) -> Gen:
         """Write the held end of data of the message in flight and read its verdict."""
@@ -645,6 +679,7 @@ class Client:
                 # The previous message's end of data, then this one's envelope: one write.
                 held, self._held = self._held, []
                 yield from self._write((*held, conn.data_to_send()), "mail")
+                yield from self._look_ahead()  # building the next message overlaps the server's turn
                 yield from self._settle()
                 yield from self._drain()
                 if tx.data is not None and tx.data.intermediate and (tx.hopeless()):

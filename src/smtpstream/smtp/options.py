@@ -9,7 +9,8 @@ delivered message returns. No I/O here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Mapping
+from typing import Any, Callable, Iterator
 
 from .. import ltn12
 from . import auth

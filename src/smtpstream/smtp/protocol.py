@@ -108,6 +108,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _PARAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*(?:=[^\x00-\x20=\x7f]+)?\Z")
 _DOMAIN = re.compile(r"(?:\[[^\[\]\s]+\]|[^\s\[\]<>@]+)\Z")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
+_SPACE = re.compile(r"\s")
 
 
 def _refuse_controls(value: str, what: str) -> None:
@@ -142,7 +143,7 @@ def check_address(address: str, what: str = "address", *, null_ok: bool = False)
         if end is None:
             raise LocalProtocolError(f"{what} {address!r} has an unterminated quoted local part")
         rest = inner[end.end():]
-    if any(c.isspace() for c in rest):
+    if _SPACE.search(rest):
         raise LocalProtocolError(f"{what} {address!r} contains white space")
     return f"<{inner}>"
 
@@ -264,15 +265,12 @@ class Mail(Command):
 
     address: str
     params: tuple[str, ...] = ()
+    path: str = field(init=False, repr=False, compare=False)
     verb: ClassVar[Verb] = Verb.MAIL
 
     def __post_init__(self) -> None:
-        check_address(self.address, "sender", null_ok=True)
+        object.__setattr__(self, "path", check_address(self.address, "sender", null_ok=True))
         object.__setattr__(self, "params", tuple(check_param(p) for p in self.params))
-
-    @property
-    def path(self) -> str:
-        return check_address(self.address, "sender", null_ok=True)
 
     def encode(self) -> bytes:
         return _with_params("MAIL FROM:" + self.path, self.params)
@@ -284,15 +282,12 @@ class Rcpt(Command):
 
     address: str
     params: tuple[str, ...] = ()
+    path: str = field(init=False, repr=False, compare=False)
     verb: ClassVar[Verb] = Verb.RCPT
 
     def __post_init__(self) -> None:
-        check_address(self.address, "recipient")
+        object.__setattr__(self, "path", check_address(self.address, "recipient"))
         object.__setattr__(self, "params", tuple(check_param(p) for p in self.params))
-
-    @property
-    def path(self) -> str:
-        return check_address(self.address, "recipient")
 
     def encode(self) -> bytes:
         return _with_params("RCPT TO:" + self.path, self.params)
