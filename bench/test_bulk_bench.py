@@ -3,7 +3,8 @@
 Each sender is a whole process under ``/usr/bin/time -v`` (``timed_run`` of
 test_sender_bench): wall time, CPU seconds (user + sys), peak RSS; one round.
 Senders (bench/senders/bulk_*; arguments HOST PORT KIND COUNT CONNECTIONS):
-smtpstream's ``pool.Pool.send_many``, the standard library (N threads, one
+smtpstream's ``pool.Pool.send_many`` (threads) and ``pool.AsyncPool.send_many``
+(``smtpstream-async``: one thread), the standard library (N threads, one
 smtplib.SMTP each), aiosmtplib (N tasks, one connection each) and nodemailer
 (``pool: true, maxConnections: N``, every sendMail at once).
 
@@ -45,6 +46,7 @@ CONNECTIONS = [1, 4]
 
 BULK_SENDERS = {
     "smtpstream": [sys.executable, str(HERE / "bulk_smtpstream.py")],
+    "smtpstream-async": [sys.executable, str(HERE / "bulk_smtpstream.py"), "--async"],
     "smtplib": [sys.executable, str(HERE / "bulk_smtplib.py")],
     "aiosmtplib": [sys.executable, str(HERE / "bulk_aiosmtplib.py")],
     "nodemailer": ["node", str(HERE / "bulk_nodemailer.js")],
@@ -67,7 +69,8 @@ def run_bulk(benchmark, group: str, name: str, port: int, kind: str, count: int,
     if why:
         pytest.skip(f"{name} not available: {why}")
     attach = attachment_file("attach-100k.bin", 100 << 10)
-    cmd = BULK_SENDERS[name] + ["127.0.0.1", str(port), kind, str(count), str(connections), str(attach)]
+    cmd = BULK_SENDERS[name][:2] + ["127.0.0.1", str(port), kind, str(count), str(connections), str(attach)]
+    cmd += BULK_SENDERS[name][2:]
     benchmark.group = group
     benchmark.name = name
     benchmark.extra_info["impl"] = name

@@ -1,12 +1,15 @@
 """smtpstream's bulk sender: smtpstream.pool.Pool.send_many over N connections.
 
-usage: python bulk_smtpstream.py HOST PORT KIND COUNT CONNECTIONS [ATTACHMENT]   (see bulk_common)
+usage: python bulk_smtpstream.py HOST PORT KIND COUNT CONNECTIONS [ATTACHMENT] [--async]   (see bulk_common)
 Messages are built lazily, one per item the pool takes; exit 1 unless every BulkResult is ok.
+With --async: smtpstream.pool.AsyncPool (N connections on one thread) instead of
+Pool (one thread per connection).
 """
+import asyncio
 import sys
 
 from smtpstream.message import attachment, message, text
-from smtpstream.pool import Pool
+from smtpstream.pool import AsyncPool, Pool
 
 from bulk_common import ATTACH_TEXT, FROM, SMALL_BODY, parse, subject
 
@@ -23,10 +26,15 @@ def messages(job):
 
 
 def main():
-    job = parse()
-    pool = Pool(server=job.host, port=job.port, connections=job.connections, max_messages=1_000_000,
+    use_async = "--async" in sys.argv
+    job = parse([a for a in sys.argv[1:] if a != "--async"])
+    kind = AsyncPool if use_async else Pool
+    pool = kind(server=job.host, port=job.port, connections=job.connections, max_messages=1_000_000,
                 domain="client.example.com")
-    results = pool.send_many(messages(job))
+    if use_async:
+        results = asyncio.run(pool.send_many(messages(job)))
+    else:
+        results = pool.send_many(messages(job))
     failed = [r for r in results if not r.ok]
     for r in failed[:5]:
         print(f"message {r.index}: {r.error!r}", file=sys.stderr)

@@ -121,28 +121,41 @@ class _Link(asyncio.Protocol):
         self.buffer.clear()
         return data
 
-    async def read(self) -> bytes:
+    async def read(self, timeout: float) -> bytes:
         while not self.buffer and not self.eof:
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
+            await self._wait("waiter", timeout)
         if self.buffer:
             return self.take()
         if self.error is not None and not isinstance(self.error, ssl.SSLError):
             raise self.error if isinstance(self.error, OSError) else ConnectionResetError(str(self.error))
         return b""
 
-    async def drain(self) -> None:
+    async def _wait(self, slot: str, timeout: float) -> None:
+        """Wait for the future in ``slot`` to be woken, or raise TimeoutError.
+
+        A timer on the future rather than ``asyncio.wait_for``, which costs a
+        task per call: a bulk send reads once per message.
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        setattr(self, slot, future)
+        timer = loop.call_later(timeout, _expire, future)
+        try:
+            await future
+        finally:
+            timer.cancel()
+            setattr(self, slot, None)
+
+    async def drain(self, timeout: float) -> None:
         while self.paused and not self.eof:
-            self.drained = asyncio.get_running_loop().create_future()
-            try:
-                await self.drained
-            finally:
-                self.drained = None
+            await self._wait("drained", timeout)
         if self.eof and self.transport is not None and self.transport.is_closing():
             raise ConnectionResetError("the connection was closed while writing")
+
+
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError("timed out"))
 
 
 class Session:
@@ -375,12 +388,12 @@ class Session:
             for buffer in buffers:
                 transport.write(buffer)
                 if link.paused:
-                    await asyncio.wait_for(link.drain(), action.timeout)
+                    await link.drain(action.timeout)
             return None
         if kind is Read:
             if link.buffer:
                 return link.take()
-            return await asyncio.wait_for(link.read(), action.timeout)
+            return await link.read(action.timeout)
         if kind is Poll:
             if link.buffer:
                 return link.take()
