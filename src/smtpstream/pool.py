@@ -27,14 +27,16 @@ would make it wait, an async iterable is not ready).
 """
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from .smtp import blocking
+
+if TYPE_CHECKING:  # asyncio is imported by AsyncPool only: the threaded pool starts faster without it
+    import asyncio
 from .smtp.bulk import BACKOFF_CODES, Batch, BulkResult, Job
 from .smtp.client import LATER
 from .smtp.errors import SMTPError, SMTPServerDisconnected
@@ -221,6 +223,8 @@ class AsyncPool(_Settings):
     """N :mod:`smtpstream.aio` sessions on tasks (see the module doc)."""
 
     async def send_many(self, messages: Any) -> list[BulkResult]:
+        import asyncio
+
         from . import aio
 
         counter = iter(range(1 << 62))
@@ -268,6 +272,8 @@ class AsyncPool(_Settings):
         return out
 
     async def _work(self, aio: Any, batch: Batch, next_job) -> None:
+        import asyncio
+
         link = _Link()
         done = self._done(batch, link)
 

@@ -700,6 +700,9 @@ def _sections(key: str, pieces: list[str], first: str) -> list[str]:
 def format_params(value: str, params: dict[str, str]) -> str:
     """``value; key=v; ...`` for Content-Type or Content-Disposition.
 
+    Results for str values and parameters are cached (bounded): a bulk send
+    formats the same attachment's parameters for every message.
+
     ASCII values are written bare when they are RFC 2231 attribute-chars
     only (a subset of RFC 2045 tokens), else as quoted strings. Values with
     non-ASCII or control characters use RFC 2231 (``key*=utf-8''%C3%A9...``),
@@ -707,6 +710,19 @@ def format_params(value: str, params: dict[str, str]) -> str:
     one folded line. Continuations break only between characters, so readers
     that decode each section on its own get it right too.
     """
+    if type(value) is str and isinstance(params, dict) and all(
+        type(k) is str and type(v) is str for k, v in params.items()
+    ):
+        return _format_params_cached(value, tuple(params.items()))
+    return _format_params(value, params)
+
+
+@functools.lru_cache(maxsize=1024)
+def _format_params_cached(value: str, items: tuple[tuple[str, str], ...]) -> str:
+    return _format_params(value, dict(items))
+
+
+def _format_params(value: str, params: dict[str, str]) -> str:
     if not isinstance(value, str):
         raise TypeError(f"value must be str, got {type(value).__name__}")
     _check_injection("format_params() value", value)
