@@ -28,8 +28,12 @@ def main(path: str) -> None:
     jobs = defaultdict(dict)
     senders = defaultdict(dict)
     proxies = defaultdict(dict)
+    steady = defaultdict(dict)
     for b in doc["benchmarks"]:
         info = b["extra_info"]
+        if info.get("steady"):  # round trips per message through the delay proxy
+            steady[b["group"]][b["name"]] = info
+            continue
         if info.get("proxy"):  # bench/test_bulk_bench.py's checks of the delay proxy
             proxies[b["group"]][b["name"]] = info
             continue
@@ -60,6 +64,11 @@ def main(path: str) -> None:
                     ratio += f"  msgs/s {info['msgs_per_s'] / ours['msgs_per_s']:5.2f}x"
             print(f"  {name:20s} wall {info['wall_s']:7.2f} s  CPU {info['cpu_s']:6.2f} s  {per_msg_s}  "
                   f"RSS {info['maxrss_mib']:7.1f} MiB  {info['msgs_per_s']:8.1f} msgs/s  {ratio}")
+    for group in sorted(steady):
+        for name, info in sorted(steady[group].items()):
+            print(f"\n{group}  (in-process, one session: slope between 50 and 150 messages)")
+            print(f"  {name:20s} {info['ms_per_msg']:6.2f} ms per message = {info['round_trips_per_msg']:.2f} round trips"
+                  f" of {info['rtt_ms']:.2f} ms (NOOP through the proxy): {info['steady_msgs_per_s']:.1f} msgs/s")
     for group in sorted(proxies):
         print(f"\n{group}  (the delay proxy itself)")
         for name, info in sorted(proxies[group].items()):

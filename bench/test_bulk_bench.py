@@ -196,3 +196,55 @@ def test_delay_proxy_throughput(benchmark):
           f"{measured['mb_per_s']:.0f} MB/s each way, same bytes: {measured['same_bytes']}")
     assert measured["bytes"] == size and measured["same_bytes"]
     assert measured["mb_per_s"] > 20  # the delayed benchmarks move ~30 MB in several seconds
+
+
+# ------------------------------------------------------------------ round trips per message
+
+def test_delayed_round_trips_per_message(benchmark, sink_port):
+    """smtpstream in-process through the 20 ms proxy: the steady-state cost of a message in round trips.
+
+    The whole-process figures above include the interpreter's start and the
+    session's opening (about 0.25 s: a tenth of a 200-message run). Here the
+    slope between 50 and 150 messages on one session, divided by the RTT of a
+    NOOP through the same proxy, gives round trips per message.
+    """
+    from smtpstream.message import attachment, message, text
+    from smtpstream.smtp import Session
+
+    attach = attachment_file("attach-100k.bin", 100 << 10)
+
+    def messages(n):
+        for i in range(n):
+            yield {"source": message({
+                "headers": {"from": "Sender <sender@example.com>", "to": f"user{i}@example.com",
+                            "subject": f"Report {i}"},
+                "body": {1: text("Please find the report attached.\n"), 2: attachment(str(attach))},
+            })}
+
+    measured = {}
+
+    def once():
+        with delay_proxy(sink_port, RTT_MS) as port:
+            with smtplib.SMTP("127.0.0.1", port, local_hostname="client.example.com") as probe:
+                probe.ehlo()
+                start = time.perf_counter()
+                for _ in range(20):
+                    probe.noop()
+                rtt = (time.perf_counter() - start) / 20
+            seconds = {}
+            for n in (50, 150):
+                with Session(server="127.0.0.1", port=port, domain="client.example.com") as session:
+                    start = time.perf_counter()
+                    results = session.send_many(messages(n))
+                    seconds[n] = time.perf_counter() - start
+                assert all(r.ok for r in results)
+        per_msg = (seconds[150] - seconds[50]) / 100
+        measured.update(rtt_ms=1000 * rtt, ms_per_msg=1000 * per_msg, steady_msgs_per_s=1 / per_msg,
+                        round_trips_per_msg=per_msg / rtt)
+
+    benchmark.group = f"bulk/delay{RTT_MS:g}ms/steady-state"
+    benchmark.name = "smtpstream"
+    benchmark.pedantic(once, rounds=1, iterations=1)
+    benchmark.extra_info.update(steady=True, rtt_ms_set=RTT_MS, **measured)
+    print(f"\n{measured['ms_per_msg']:.2f} ms per message = {measured['round_trips_per_msg']:.2f} round trips "
+          f"of {measured['rtt_ms']:.2f} ms: {measured['steady_msgs_per_s']:.1f} msgs/s per connection")
