@@ -135,3 +135,70 @@ def test_many_messages_share_one_cached_attachment_encoded_once(plain):
     sizes = [sum(map(len, src)) for src in sources[3:]]
     assert min(sizes) > 1 << 20 and max(sizes) - min(sizes) <= 2  # only the subject differs
     assert part["body"].encode_count == 1 and len(handler.box) == 3
+
+
+# ------------------------------------------------------------------ async sources are streamed
+
+
+def _marked_chunks(server, mark: bytes, size: int):
+    """An async source whose second chunk waits until the server has seen the first one.
+
+    Gathering the source before sending would wait forever (the source fails
+    after 5 s); streaming it sends the first chunk first, once it fills a
+    write (64 KiB in DATA mode) or a BDAT command (1 MiB).
+    """
+    async def chunks():
+        yield b"Subject: streamed\r\n\r\n" + (b"x" * 78 + b"\r\n") * (size // 80 + 1) + mark + b"\r\n"
+        deadline = asyncio.get_running_loop().time() + 5
+        while not any(mark in r for r in server.reads):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("the first chunk never reached the server: the source was gathered")
+            await asyncio.sleep(0.005)
+        yield b"second chunk, produced after the first was delivered\r\n"
+    return chunks()
+
+
+@pytest.mark.parametrize("extensions", [("PIPELINING",), ("PIPELINING", "CHUNKING"), ("CHUNKING",), ()])
+def test_async_sources_are_streamed_not_gathered(extensions):
+    from smtp_servers import ScriptedServer
+    from smtpstream.smtp.client import BDAT_SIZE, WRITE_SIZE
+
+    size = BDAT_SIZE if "CHUNKING" in extensions else WRITE_SIZE
+    with ScriptedServer(extensions=extensions) as server:
+        result = asyncio.run(aio.send(server=scenarios.HOST, port=server.port, from_="a@example.com",
+                                      rcpt="b@example.com", source=_marked_chunks(server, b"MARK-1", size),
+                                      timeout=scenarios.SAFETY_TIMEOUT))
+    [received] = server.messages
+    assert received.content.endswith(b"MARK-1\r\nsecond chunk, produced after the first was delivered\r\n")
+    assert result.size == len(received.content) and result.chunking == ("CHUNKING" in extensions)
+
+
+def test_an_async_source_that_fails_mid_body_is_not_delivered():
+    from smtp_servers import ScriptedServer
+
+    async def broken():
+        yield b"Subject: half\r\n\r\n" + b"y" * (1 << 17) + b"\r\n"
+        raise OSError("the disk went away")
+
+    with ScriptedServer() as server:
+        with pytest.raises(scenarios.SMTPSourceError, match="disk went away") as info:
+            asyncio.run(aio.send(server=scenarios.HOST, port=server.port, from_="a@example.com",
+                                 rcpt="b@example.com", source=broken(), timeout=scenarios.SAFETY_TIMEOUT))
+    assert info.value.phase == "body" and server.messages == []  # hung up mid-DATA: nothing stored
+
+
+def test_the_blocking_transport_refuses_an_async_source_before_sending_it(plain):
+    from smtpstream.smtp import Session as BlockingSession
+
+    port, handler = plain
+
+    async def chunks():
+        yield b"Subject: x\r\n\r\nx\r\n"
+
+    source = chunks()
+    with BlockingSession(server=scenarios.HOST, port=port, timeout=scenarios.SAFETY_TIMEOUT) as session:
+        with pytest.raises(scenarios.SMTPSourceError, match="asyncio transport"):
+            session.send(from_="a@example.com", rcpt="b@example.com", source=source)
+        ok = session.send(from_="a@example.com", rcpt="b@example.com", source=[b"Subject: y\r\n\r\ny\r\n"])
+    asyncio.run(source.aclose())
+    assert ok.queue_id == "Q0001" and len(handler.box) == 1

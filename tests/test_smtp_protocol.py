@@ -946,3 +946,20 @@ def test_stream_an_error_of_the_caller_s_iterator_comes_after_the_verdicts_befor
         drive(gen, server)
     assert verdicts == [(0, "Q0"), (1, "Q1")]  # both finished before the error surfaced
     assert client.usable
+
+
+def test_bdat_sends_each_full_command_at_once_and_ends_with_bdat_0_last_on_a_boundary():
+    from smtpstream.smtp.client import BDAT_SIZE
+
+    client = opened_client(b"250-x\r\n250 CHUNKING\r\n")
+    line = b"y" * 62 + b"\r\n"
+    body = line * (BDAT_SIZE // len(line))
+    assert len(body) == BDAT_SIZE
+    spec = message_spec({"from": "a@x.example", "rcpt": ["b@x.example"], "source": [body]})
+    result, actions = drive(client.send(spec), [
+        b"250 ok\r\n", b"250 ok\r\n", b"250 2.0.0 %d octets\r\n" % BDAT_SIZE, b"250 2.0.0 queued as Q9\r\n",
+    ])
+    writes = [b"".join(a.buffers) for a in actions if isinstance(a, Write)]
+    assert writes[2] == b"BDAT %d\r\n" % BDAT_SIZE + body  # sent when full, not held back
+    assert writes[3] == b"BDAT 0 LAST\r\n"  # RFC 3030 2: a zero-length last chunk ends the message
+    assert result.queue_id == "Q9" and result.size == BDAT_SIZE

@@ -6,9 +6,9 @@ I/O actions the dialogue yields (Write / Read / Poll / UpgradeTLS) with
 asyncio, and turns socket, ssl and timeout errors into
 :mod:`~smtpstream.smtp.errors` exceptions.
 
-Message sources may also be async iterables: their chunks are gathered
-before the transaction starts (memory: the message's size), since the
-dialogue pulls chunks synchronously.
+Message sources may also be async iterables: each chunk is awaited as the
+body is sent (the dialogue yields a Fetch action for it), so nothing is
+gathered in memory.
 """
 from __future__ import annotations
 
@@ -36,19 +36,9 @@ JOIN_LIMIT = 1 << 18
 async def send(mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> SendResult:
     """Send one message: the fields and result of :func:`smtpstream.smtp.send`."""
     conn_fields, msg_fields = split_fields(mailt, fields)
-    msg_fields = await _gathered(msg_fields)
     spec = message_spec(msg_fields)  # refuse bad addresses before connecting
     async with Session(**conn_fields) as session:
         return await session._send_spec(spec)
-
-
-async def _gathered(msg_fields: dict) -> dict:
-    """An async iterable source, read into a list of chunks."""
-    source = msg_fields.get("source")
-    if source is not None and hasattr(source, "__aiter__") and not hasattr(source, "__iter__"):
-        chunks = [chunk async for chunk in source]
-        msg_fields = dict(msg_fields, source=chunks)
-    return msg_fields
 
 
 def _puller(messages: Any):
@@ -175,6 +165,7 @@ class Session:
             raise TypeError(f"Session: message fields {sorted(msg_fields)} belong in Session.send()")
         self.settings = connection_settings(conn_fields)
         self.client = Client(self.settings)
+        self.client.awaits = True
         self._transport: Any = None
         self._link: _Link | None = None
         self._opened = False
@@ -197,7 +188,6 @@ class Session:
         conn_fields, msg_fields = split_fields(mailt, fields)
         if conn_fields:
             raise TypeError(f"Session.send: connection fields {sorted(conn_fields)} belong in Session()")
-        msg_fields = await _gathered(msg_fields)
         return await self._send_spec(message_spec(msg_fields))
 
     async def send_many(self, messages: Any) -> list[BulkResult]:
@@ -214,8 +204,6 @@ class Session:
             fields = await next_fields()
             if fields is None:
                 return None
-            if isinstance(fields, Mapping):
-                fields = await _gathered(dict(fields))
             return Job(next(counter), fields)
 
         async def fetch(now: bool):

@@ -284,8 +284,6 @@ class AsyncPool(_Settings):
                 job = link.queue.popleft() if link.queue else await next_job(link, now)
                 if job is None or job is LATER:
                     return job
-                if isinstance(job.fields, Mapping):  # an async-iterable source is read here
-                    job.fields = await aio._gathered(job.fields)
                 spec = batch.spec(job)
                 if spec is None:
                     continue

@@ -62,7 +62,7 @@ from .protocol import (
     StartTLS,
     check_address,
 )
-from .options import MessageSpec, SendResult, Settings, default_domain
+from .options import AsyncChunks, MessageSpec, SendResult, Settings, default_domain
 from .reply import Reply
 
 __all__ = ["Client", "Write", "Read", "Poll", "UpgradeTLS", "Fetch", "LATER"]
@@ -265,6 +265,8 @@ class Client:
         self._broken = False
         self._in_transaction = False
         self._phase = "greeting"
+        #: Set by a transport that awaits what Fetch gives (asyncio): async sources need one.
+        self.awaits = False
         # Pipelining across messages: replies are filed with the transaction
         # that sent their command; a message whose end of data is held back
         # (to share a write with the next message's commands) is in flight
@@ -664,6 +666,11 @@ class Client:
         tx.pipelining = pipelining = s.pipelining and conn.pipelining
         tx.chunking = chunking = s.chunking and "CHUNKING" in conn.extensions
         chunks = _chunks(tx.spec.chunks, tx.spec.step)
+        if type(chunks) is AsyncChunks and not self.awaits:
+            raise SMTPSourceError(
+                "an async iterable source needs the asyncio transport (smtpstream.aio): nothing was sent",
+                phase="mail",
+            )
         if chunking and self._flight is not None:
             yield from self._flush()  # one message at a time in BDAT mode
         self._in_transaction = True  # from here on a failure needs RSET
@@ -709,12 +716,16 @@ class Client:
         tx.size = self.conn.body_size
         return end
 
-    def _upload_data(self, chunks: Iterator[Any], tx: _Transaction, hold: bool) -> Gen:
+    def _upload_data(self, chunks: Any, tx: _Transaction, hold: bool) -> Gen:
         """The body in DATA mode; with ``hold`` the end of data is kept for the next write."""
         conn = self.conn
+        pull = chunks.pull if type(chunks) is AsyncChunks else None
         held: list[Any] = []  # small stuffed pieces waiting to be written together
         held_size = unpolled = 0
-        for chunk in chunks:
+        while True:
+            chunk = next(chunks, None) if pull is None else (yield Fetch(pull))
+            if chunk is None:
+                break
             out = conn.send_body(chunk)
             if not out:
                 continue
@@ -734,13 +745,29 @@ class Client:
         yield from self._write(held, "body")
         self._file((yield from self._reply()))
 
-    def _upload_bdat(self, chunks: Iterator[Any], tx: _Transaction, pipelining: bool) -> Gen:
+    def _batch(self, chunks: Any) -> Gen:
+        """``(chunks of at least BDAT_SIZE octets, False)``, or the rest and True at the end."""
+        pull = chunks.pull if type(chunks) is AsyncChunks else None
+        batch: list[Any] = []
+        total = 0
+        while total < BDAT_SIZE:
+            chunk = next(chunks, None) if pull is None else (yield Fetch(pull))
+            if chunk is None:
+                return batch, True
+            batch.append(chunk)
+            total += len(chunk)
+        return batch, False
+
+    def _upload_bdat(self, chunks: Any, tx: _Transaction, pipelining: bool) -> Gen:
+        """The body as BDAT commands of about BDAT_SIZE octets each, sent as soon as they
+        are full; the rest (all of a small message) as ``BDAT n LAST`` -- ``BDAT 0 LAST``
+        when the body ended exactly at a full one (RFC 3030 2)."""
         conn = self.conn
-        batches = _batches(chunks, BDAT_SIZE)
-        held = next(batches, [])  # one batch held back, so the last can say LAST
-        for batch in batches:
-            buffers = conn.send_bdat(held)
-            held = batch
+        while True:
+            batch, ended = yield from self._batch(chunks)
+            if ended:
+                break
+            buffers = conn.send_bdat(batch)
             if not buffers:
                 continue
             self._own(tx)
@@ -752,7 +779,7 @@ class Client:
             if tx.hopeless():
                 yield from self._drain()
                 return  # not LAST: the RSET after the error discards the chunks
-        buffers = conn.send_bdat(held, last=True)
+        buffers = conn.send_bdat(batch, last=True)
         self._own(tx)
         tx.size = conn.body_size
         yield from self._write(buffers, "body")
@@ -797,8 +824,18 @@ class Client:
 # ------------------------------------------------------------------ helpers
 
 
-def _chunks(it: Iterator[Any], step: Callable | None) -> Iterator[Any]:
-    """The source's chunks; anything it raises becomes SMTPSourceError (with the cause)."""
+def _chunks(it: Any, step: Callable | None) -> Any:
+    """The source's chunks; anything it raises becomes SMTPSourceError (with the cause).
+
+    An async source (:class:`AsyncChunks`) is returned as it is: it is pulled
+    through Fetch actions.
+    """
+    if type(it) is AsyncChunks:
+        return it
+    return _sync_chunks(it, step)
+
+
+def _sync_chunks(it: Iterator[Any], step: Callable | None) -> Iterator[Any]:
     if step is None:
         while True:
             try:
@@ -834,19 +871,6 @@ def _chunks(it: Iterator[Any], step: Callable | None) -> Iterator[Any]:
         box.clear()
         if not more or ended:
             return
-
-
-def _batches(chunks: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    total = 0
-    for chunk in chunks:
-        batch.append(chunk)
-        total += len(chunk)
-        if total >= size:
-            yield batch
-            batch, total = [], 0
-    if batch:
-        yield batch
 
 
 def _ascii_address(address: str, what: str) -> str:

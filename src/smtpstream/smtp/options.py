@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 
 from .. import ltn12
 from . import auth
-from .errors import LocalProtocolError
+from .errors import LocalProtocolError, SMTPSourceError
 from .protocol import check_address, check_domain
 from .reply import Reply
 
@@ -261,6 +261,38 @@ class DSN:
         return params
 
 
+class AsyncChunks:
+    """An async iterable source, read chunk by chunk as the body is sent.
+
+    The dialogue cannot await: it asks the transport to run :meth:`pull`
+    (a :class:`~smtpstream.smtp.client.Fetch`), so only the asyncio
+    transport can send such a source. Nothing is gathered in memory.
+    """
+
+    __slots__ = ("_it",)
+
+    def __init__(self, source: Any) -> None:
+        self._it = source.__aiter__()
+
+    async def pull(self, now: bool = False) -> Any:
+        """The next chunk, or None at the end; SMTPSourceError for what the source raises."""
+        try:
+            chunk = await self._it.__anext__()
+        except StopAsyncIteration:
+            return None
+        except Exception as exc:
+            raise SMTPSourceError(f"the message source failed: {exc!r}", phase="body") from exc
+        if not isinstance(chunk, (bytes, bytearray, memoryview)):
+            raise SMTPSourceError(
+                f"the message source gave a {type(chunk).__name__} chunk: chunks must be bytes", phase="body"
+            )
+        return chunk
+
+
+def is_async_source(source: Any) -> bool:
+    return hasattr(source, "__aiter__") and not hasattr(source, "__iter__")
+
+
 @dataclass(frozen=True)
 class MessageSpec:
     """One message's envelope and source, checked (see :func:`message_spec`)."""
@@ -324,6 +356,10 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
         dsn = DSN(**dsn)
     elif dsn is not None and not isinstance(dsn, DSN):
         raise TypeError("dsn must be a DSN or a mapping with notify/ret/envid/orcpt")
+    if is_async_source(source):
+        if step is not None:
+            raise TypeError("step cannot move an async iterable source")
+        return MessageSpec(sender, recipients, AsyncChunks(source), size, None, dsn)
     return MessageSpec(sender, recipients, ltn12.source.iterate(source), size, step, dsn)
 
 
