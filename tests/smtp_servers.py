@@ -259,6 +259,9 @@ class ScriptedServer:
             try:
                 with conn:
                     conn.settimeout(5)
+                    # Each reply is its own send: without this, Nagle holds the second
+                    # reply of a pipelined group until the client's delayed ACK (40 ms).
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     _Session(self, conn).run()
             except (OSError, _Closed):
                 pass
