@@ -21,6 +21,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 
 from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
@@ -227,6 +228,8 @@ class ScriptedServer:
         self.messages: list[Received] = []
         self.connections = 0
         self.turns = 0
+        self.mail_at: list[float] = []  # monotonic time of each MAIL command
+        self.stored_at: list[float] = []  # ... and of each message stored
         self.errors: list[BaseException] = []
         self._stop = threading.Event()
         self._listener = socket.socket()
@@ -378,6 +381,7 @@ class _Session:
         if self.server.close_421_after is not None and self.stored >= self.server.close_421_after:
             self.reply("421 4.3.2 enough for this connection")
             raise _Closed()
+        self.server.mail_at.append(time.monotonic())
         path, *params = arg[5:].split(" ")
         self.reset()
         self.mail_from = path.strip("<>")
@@ -431,6 +435,7 @@ class _Session:
         self.reply(self.server.final_reply)
 
     def store(self, content: bytes, mode: str) -> None:
+        self.server.stored_at.append(time.monotonic())
         self.stored += 1
         self.server.messages.append(
             Received(self.mail_from, self.mail_params, self.rcpts, self.rcpt_params, content, mode,

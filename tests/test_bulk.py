@@ -148,3 +148,19 @@ def test_async_iterable_of_messages_on_an_async_session():
         results = send_async(server.port, produce())
     assert all(r.ok for r in results)
     check_stored(server, range(6))
+
+
+@pytest.mark.parametrize("send", [send_pool, send_async_pool], ids=["pool", "async-pool"])
+def test_a_rate_limit_never_holds_a_message_back_while_it_waits(send):
+    # At 20 msgs/s the pool waits 50 ms before each message: the message before
+    # it is finished first (its end of data is not kept for the next write), so
+    # the server stores it well before the next MAIL arrives.
+    rate, n = 20.0, 12
+    with ScriptedServer() as server:
+        results = send(server.port, [fields(i) for i in range(n)], rate=rate)
+    assert all(r.ok for r in results)
+    check_stored(server, range(n))
+    span = server.stored_at[-1] - server.stored_at[0]
+    assert 0.5 * rate <= (n - 1) / span <= 2.0 * rate
+    gaps = [server.mail_at[k + 1] - server.stored_at[k] for k in range(n - 1)]
+    assert min(gaps) > 0.25 / rate, gaps
