@@ -164,3 +164,43 @@ def test_a_rate_limit_never_holds_a_message_back_while_it_waits(send):
     assert 0.5 * rate <= (n - 1) / span <= 2.0 * rate
     gaps = [server.mail_at[k + 1] - server.stored_at[k] for k in range(n - 1)]
     assert min(gaps) > 0.25 / rate, gaps
+
+
+def test_on_result_gets_each_result_once_and_nothing_is_kept():
+    import gc
+    import weakref
+
+    def run(kind, port, messages, on_result):
+        if kind == "blocking":
+            with Session(server=HOST, port=port, domain="client.example") as session:
+                return session.send_many(messages, on_result=on_result)
+        if kind == "pool":
+            return Pool(server=HOST, port=port, domain="client.example", connections=2).send_many(
+                messages, on_result=on_result)
+
+        async def main():
+            if kind == "asyncio":
+                async with aio.Session(server=HOST, port=port, domain="client.example") as session:
+                    return await session.send_many(messages, on_result=on_result)
+            pool = AsyncPool(server=HOST, port=port, domain="client.example", connections=2)
+            return await pool.send_many(messages, on_result=on_result)
+        return asyncio.run(main())
+
+    for kind in ("blocking", "pool", "asyncio", "async-pool"):
+        seen, refs, alive = [], [], []
+
+        def on_result(r):
+            seen.append((r.index, r.ok))
+            refs.append(weakref.ref(r))
+            if len(refs) == 12:  # the last one: are the earlier results still held somewhere?
+                gc.collect()
+                alive.append(sum(ref() is not None for ref in refs[:-1]))
+
+        messages = [fields(i) for i in range(12)]
+        messages[5] = fields(5, rcpt="nobody@example.com")
+        with ScriptedServer(refuse={"nobody@example.com"}) as server:
+            returned = run(kind, server.port, messages, on_result)
+        gc.collect()
+        assert returned is None, kind
+        assert sorted(seen) == [(i, i != 5) for i in range(12)], kind
+        assert alive == [0], f"{kind}: {alive} earlier results still held during the run"

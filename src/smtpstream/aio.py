@@ -190,13 +190,14 @@ class Session:
             raise TypeError(f"Session.send: connection fields {sorted(conn_fields)} belong in Session()")
         return await self._send_spec(message_spec(msg_fields))
 
-    async def send_many(self, messages: Any) -> list[BulkResult]:
+    async def send_many(self, messages: Any, on_result=None) -> list[BulkResult] | None:
         """Many messages over this connection (an iterable or async iterable of field
-        mappings); one :class:`~smtpstream.smtp.bulk.BulkResult` each, in order.
+        mappings); one :class:`~smtpstream.smtp.bulk.BulkResult` each, in order
+        (or each to ``on_result`` as it is known, None returned).
         The twin of :meth:`smtpstream.smtp.Session.send_many`: pipelined across
         messages, never raising for one message.
         """
-        batch = Batch()
+        batch = Batch(on_result=on_result)
         next_fields = _puller(messages)
         counter = iter(range(1 << 62))
 

@@ -114,8 +114,8 @@ class _Settings:
         self.conn_fields = conn_fields
         self.connects = 0  # sessions opened (for tests and statistics)
 
-    def _batch(self) -> Batch:
-        return Batch(attempts=2, backoff=self.limit.backoff)
+    def _batch(self, on_result) -> Batch:
+        return Batch(attempts=2, backoff=self.limit.backoff, on_result=on_result)
 
     def _stale(self, link: _Link, now: float) -> bool:
         session = link.session
@@ -131,10 +131,13 @@ class _Settings:
 class Pool(_Settings):
     """N blocking sessions on threads (see the module doc)."""
 
-    def send_many(self, messages: Iterable[Mapping[str, Any]]) -> list[BulkResult]:
+    def send_many(self, messages: Iterable[Mapping[str, Any]], on_result=None) -> list[BulkResult] | None:
+        """One :class:`BulkResult` per message, in order; with ``on_result`` each goes
+        to it as soon as it is final (from the pool's threads, one at a time) and
+        None is returned, so that no memory is kept per message."""
         items = iter(enumerate(messages))
         lock = threading.Lock()
-        batch = self._batch()
+        batch = self._batch(on_result)
 
         def take() -> Job | None:
             with lock:
@@ -222,13 +225,14 @@ class Pool(_Settings):
 class AsyncPool(_Settings):
     """N :mod:`smtpstream.aio` sessions on tasks (see the module doc)."""
 
-    async def send_many(self, messages: Any) -> list[BulkResult]:
+    async def send_many(self, messages: Any, on_result=None) -> list[BulkResult] | None:
+        """The twin of :meth:`Pool.send_many`; ``messages`` may be an async iterable."""
         import asyncio
 
         from . import aio
 
         counter = iter(range(1 << 62))
-        batch = self._batch()
+        batch = self._batch(on_result)
         if hasattr(messages, "__aiter__"):
             source = messages.__aiter__()
             lock = asyncio.Lock()

@@ -102,8 +102,12 @@ class Session:
             raise TypeError(f"Session.send: connection fields {sorted(conn_fields)} belong in Session()")
         return self._send_spec(message_spec(msg_fields))
 
-    def send_many(self, messages: Iterable[Mapping[str, Any]]) -> list[BulkResult]:
+    def send_many(self, messages: Iterable[Mapping[str, Any]], on_result=None) -> list[BulkResult] | None:
         """Send many messages over this connection; one :class:`BulkResult` each, in order.
+
+        With ``on_result`` each result is passed to it as soon as it is known
+        and not kept (None is returned): memory stays flat however many
+        messages there are.
 
         ``messages`` gives mappings of message fields (as for :meth:`send`).
         With PIPELINING each message's end of data shares a write with the
@@ -112,7 +116,7 @@ class Session:
         lost, the messages not yet sent get that error (a
         :class:`~smtpstream.pool.Pool` would reconnect and go on).
         """
-        batch = Batch()
+        batch = Batch(on_result=on_result)
         jobs = (Job(i, fields) for i, fields in enumerate(messages))
 
         def fetch(now: bool):

@@ -8,6 +8,7 @@ once more on another. No I/O and no threads here.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from collections.abc import Mapping
 from typing import Any, Callable
@@ -103,12 +104,18 @@ class Batch:
 
     ``attempts``: how many connections a message may be tried on when the one
     carrying it is lost (2 for the pools: reconnect and retry once; 1 for a
-    single session). ``backoff`` is called for a 421/451/454.
+    single session). ``backoff`` is called for a 421/451/454. With
+    ``on_result`` each result goes to that callable as soon as it is final
+    (in the order messages finish, one call at a time) and is not kept: a
+    batch of millions of messages then needs no memory per message.
     """
 
-    def __init__(self, attempts: int = 1, backoff: Callable[[], None] | None = None) -> None:
+    def __init__(self, attempts: int = 1, backoff: Callable[[], None] | None = None,
+                 on_result: Callable[[BulkResult], Any] | None = None) -> None:
         self.attempts = attempts
         self.backoff = backoff
+        self.on_result = on_result
+        self._lock = threading.Lock()  # the pool's threads file results concurrently
         self.results: dict[int, BulkResult] = {}
 
     def spec(self, job: Job) -> MessageSpec | None:
@@ -155,8 +162,16 @@ class Batch:
             # Delivered to everyone: nothing will be resent, so the result does
             # not keep the message (a million results, not a million messages).
             fields = {k: v for k, v in fields.items() if k != "source"}
-        self.results[job.index] = BulkResult(job.index, fields, result=result, error=error)
+        outcome = BulkResult(job.index, fields, result=result, error=error)
+        if self.on_result is None:
+            self.results[job.index] = outcome
+            return
+        with self._lock:
+            self.on_result(outcome)
 
-    def ordered(self) -> list[BulkResult]:
+    def ordered(self) -> list[BulkResult] | None:
+        """Every result in message order; None when they went to ``on_result``."""
+        if self.on_result is not None:
+            return None
         return [self.results[i] for i in sorted(self.results)]
 
