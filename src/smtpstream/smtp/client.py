@@ -783,6 +783,8 @@ class Client:
         self._own(tx)
         tx.size = conn.body_size
         yield from self._write(buffers, "body")
+        if pipelining:
+            yield from self._look_ahead()  # the next message is built while the server answers
         yield from self._drain()
 
     # ---- reset and quit
