@@ -402,3 +402,38 @@ def test_a_thousand_messages_share_one_encoding_of_a_1_mib_attachment(tmp_path):
         sizes.add(sum(len(chunk) for chunk in source) - len(str(i)))
     assert shared["body"].encode_count == 1
     assert len(sizes) == 1  # the same length every time, once the varying To is taken out
+
+
+# ------------------------------------------------------------------ rewinding a message
+
+
+def test_a_message_of_replayable_parts_rewinds_to_the_same_bytes(tmp_path):
+    from smtpstream.message import attachment, cached, message, text
+
+    path = tmp_path / "data.bin"
+    path.write_bytes(bytes(range(256)) * 1000)
+    source = message({
+        "headers": {"from": "a@example.com", "to": "b@example.com", "subject": "twice"},
+        "body": {1: text("caf\u00e9\n"), 2: attachment(str(path)), 3: cached(attachment(b"xyz" * 999, "c.bin"))},
+    })
+    assert source.replayable
+    first = next(source) + next(source)  # half-read, then rewound
+    source.rewind()
+    whole = b"".join(source)
+    assert whole.startswith(first) and len(whole) == source.size
+    source.rewind()
+    assert b"".join(source) == whole  # same Date, Message-ID, boundaries, bodies
+
+
+def test_a_message_with_a_one_shot_part_cannot_rewind(tmp_path):
+    from smtpstream.message import attachment, message
+
+    with open(tmp_path / "f.bin", "wb") as handle:
+        handle.write(b"data")
+    with open(tmp_path / "f.bin", "rb") as handle:  # an open file is read from where it is, once
+        opened = message({"headers": {"subject": "x"}, "body": {1: attachment(handle)}})
+        generated = message({"headers": {"subject": "y"}, "body": (line for line in [b"a\n", b"b\n"])})
+        for source in (opened, generated):
+            assert not source.replayable
+            with pytest.raises(ValueError, match="one-shot"):
+                source.rewind()

@@ -12,7 +12,7 @@ import time
 import pytest
 from aiosmtpd.controller import Controller
 
-from smtpstream.message import message
+from smtpstream.message import attachment, message
 from smtpstream.pool import AsyncPool, Pool
 
 from smtp_servers import HOST, AuthHandler, free_port
@@ -99,17 +99,41 @@ class PoolScenarios:
         assert all(r.ok for r in results), [r.error for r in results if not r.ok]
         assert sorted(e.rcpt_tos[0] for e in handler.box) == sorted(f"r{i}@example.com" for i in range(9))
 
-    def test_a_consumed_message_source_is_never_resent_truncated(self):
+    def test_a_consumed_one_shot_source_is_never_resent_truncated(self):
         handler = FlakyHandler(every=0, drop=True)  # hangs up at every end of data
         with running(handler) as port:
             pool = self.pool(port, connections=1)
+            lines = (b"line %d\n" % i for i in range(20_000))  # a one-shot source: not replayable
             fields = {"from": "a@example.com", "rcpt": "r@example.com",
-                      "source": message({"headers": {"subject": "once"}, "body": "x" * 100_000})}
+                      "source": message({"headers": {"subject": "once"}, "body": lines})}
+            assert not fields["source"].replayable
             [result] = self.run(pool.send_many([fields]))
             assert not result.ok and result.error is not None
             [again] = self.run(pool.retry([result]))
         assert not again.ok and "already read" in str(again.error)
         assert handler.box == []  # nothing delivered, and nothing truncated
+
+    def test_a_replayable_message_is_resent_whole_after_a_lost_connection(self):
+        class DropOnce(FlakyHandler):
+            async def handle_DATA(self, server, session, envelope):
+                self.attempts.append(envelope.original_content)
+                if len(self.attempts) == 1:
+                    server.transport.close()  # the first end of data is never answered
+                    return "451 4.3.0 (never seen)"
+                return await super().handle_DATA(server, session, envelope)
+
+        handler = DropOnce()
+        handler.attempts = []
+        with running(handler) as port:
+            pool = self.pool(port, connections=1)
+            source = message({"headers": {"from": "a@example.com", "to": "r@example.com", "subject": "again"},
+                              "body": {1: {"body": "x" * 100_000}, 2: attachment(b"\x00\x01" * 50_000, "b.bin")}})
+            assert source.replayable
+            [result] = self.run(pool.send_many([{"source": source}]))
+        assert result.ok, result.error
+        first, second = handler.attempts
+        assert first == second and len(first) > 200_000  # the same bytes, Message-ID included
+        assert [e.original_content for e in handler.box] == [first]
 
     def test_partial_refusals_per_message_and_retry_of_deferred_only(self):
         def rcpt(i):

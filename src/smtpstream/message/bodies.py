@@ -39,7 +39,14 @@ def base64_size(n: int, line: int = LINE) -> int:
 
 
 class Body:
-    """The encoded body of one leaf part."""
+    """The encoded body of one leaf part.
+
+    ``replayable``: True when :meth:`chunks` can be called again and gives
+    the same bytes (bytes, a file named by its path, a cached body), so that
+    a message can be sent again whole after a lost connection.
+    """
+
+    replayable = False
 
     def chunks(self) -> Iterator[bytes]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -52,6 +59,7 @@ class BytesBody(Body):
     """Bytes already encoded for the wire."""
 
     __slots__ = ("data",)
+    replayable = True
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -119,6 +127,12 @@ class Base64FileBody(Body):
                 raise TypeError(f"expected a path or a binary file, got {type(target).__name__}")
         self._target = target
         self._blocksize = blocksize
+
+    @property
+    def replayable(self) -> bool:
+        # A path is opened afresh for each replay; an open file is read from
+        # where it is, once.
+        return isinstance(self._target, (str, os.PathLike))
 
     def _remaining(self) -> int | None:
         target = self._target
@@ -198,6 +212,8 @@ class CachedBody(Body):
     happens at the first ``chunks()`` or ``size()`` call, once, even when
     several threads ask at the same time.
     """
+
+    replayable = True
 
     def __init__(self, inner: Body, threshold: int = DEFAULT_CACHE_THRESHOLD) -> None:
         if threshold < 0:

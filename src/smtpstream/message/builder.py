@@ -59,6 +59,10 @@ class _Leaf:
         body = self.body.size()
         return None if body is None else len(self.head) + body
 
+    @property
+    def replayable(self) -> bool:
+        return self.body.replayable
+
 
 class _Multipart:
     __slots__ = ("head", "boundary", "preamble", "parts", "epilogue")
@@ -83,6 +87,10 @@ class _Multipart:
         yield b"\r\n--" + self.boundary + b"--\r\n\r\n"
         if self.epilogue is not None:
             yield self.epilogue + CRLF
+
+    @property
+    def replayable(self) -> bool:
+        return all(part.replayable for part in self.parts)
 
     def size(self) -> int | None:
         total = len(self.head) + len(self.boundary) * (len(self.parts) + 1)
@@ -123,8 +131,26 @@ class MessageSource:
 
     @property
     def started(self) -> bool:
-        """True once iteration has begun: the source cannot give the whole message again."""
+        """True once iteration has begun (see :meth:`rewind`)."""
         return self._chunks is not None
+
+    @property
+    def replayable(self) -> bool:
+        """True when :meth:`rewind` can start the message over: every part is bytes,
+        a file given by its path or a cached part (not a one-shot source)."""
+        return self._root.replayable
+
+    def rewind(self) -> None:
+        """Start over: the next chunk is the message's first again, the same bytes
+        (Date, Message-ID and boundaries were fixed when it was built).
+
+        ``ValueError`` when a part is a one-shot source (see :attr:`replayable`).
+        """
+        if not self.replayable:
+            raise ValueError("this message has a part read from a one-shot source: build it again to resend it")
+        if self._chunks is not None:
+            self._chunks.close()  # releases a file the first reading left open
+        self._chunks = None
 
     def __iter__(self) -> MessageSource:
         return self
@@ -390,6 +416,10 @@ class _CRLFTerminated(Body):
 
     def __init__(self, inner: Body) -> None:
         self._inner = inner
+
+    @property
+    def replayable(self) -> bool:
+        return self._inner.replayable
 
     def chunks(self) -> Iterator[bytes]:
         last = b""

@@ -72,13 +72,14 @@ class BulkResult:
 def resendable(fields: Mapping[str, Any]) -> bool:
     """Can this message's source give the whole message again?
 
-    Lists and bytes can; a ``message()`` source can until it is first read;
+    Lists and bytes can; a ``message()`` source can when all its parts can be
+    read again (:attr:`MessageSource.replayable`), else until it is first read;
     any other iterator or callable cannot, so a message is never sent again
     truncated after its first attempt consumed part of it.
     """
     source = fields.get("source")
     if isinstance(source, MessageSource):
-        return not source.started
+        return not source.started or source.replayable
     return isinstance(source, (list, tuple, bytes, bytearray, memoryview))
 
 
@@ -124,6 +125,8 @@ class Batch:
         if (job.attempts or _started(fields)) and not resendable(fields):
             self._file(job, error=job.error or SMTPError(_CONSUMED))
             return None
+        if _started(fields):
+            fields["source"].rewind()  # the whole message again, byte for byte
         try:
             if not isinstance(fields, Mapping):
                 raise TypeError(f"a message must be a mapping of fields, got {type(fields).__name__}")
