@@ -191,7 +191,8 @@ class ScriptedServer:
     all there at the next read, and a waiting client has sent only one line).
 
     ``close_421_after``: messages stored per connection before the next MAIL
-    is answered 421 and the connection closed.
+    is answered 421 and the connection closed. ``hang_up_after``: the same
+    without a word (the connection just closes).
 
     ``turns`` counts round trips: how often the server, having replied to
     everything it had read, had to wait for the client to send more.
@@ -211,6 +212,7 @@ class ScriptedServer:
         quit_reply="221 2.0.0 Bye",
         bare_lf_ends_lines=False,
         close_421_after=None,
+        hang_up_after=None,
     ) -> None:
         self.extensions = list(extensions)
         self.refuse = set(refuse)
@@ -223,6 +225,7 @@ class ScriptedServer:
         self.quit_reply = quit_reply
         self.bare_lf_ends_lines = bare_lf_ends_lines
         self.close_421_after = close_421_after
+        self.hang_up_after = hang_up_after
         self.lines: list[bytes] = []
         self.reads: list[bytes] = []
         self.messages: list[Received] = []
@@ -380,6 +383,8 @@ class _Session:
     def do_MAIL(self, arg: str) -> None:
         if self.server.close_421_after is not None and self.stored >= self.server.close_421_after:
             self.reply("421 4.3.2 enough for this connection")
+            raise _Closed()
+        if self.server.hang_up_after is not None and self.stored >= self.server.hang_up_after:
             raise _Closed()
         self.server.mail_at.append(time.monotonic())
         path, *params = arg[5:].split(" ")

@@ -138,6 +138,17 @@ def test_a_session_that_is_closed_mid_stream_fails_only_what_was_not_delivered(s
         check_stored(server, range(6))
 
 
+@pytest.mark.parametrize("send", [send_pool, send_async_pool], ids=["pool", "async-pool"])
+def test_a_pool_loses_nothing_when_the_server_hangs_up_mid_stream(send):
+    # The server closes without a word at the 5th MAIL of each connection:
+    # the message whose envelope went unanswered is sent again on a new one.
+    with ScriptedServer(hang_up_after=4) as server:
+        results = send(server.port, [fields(i) for i in range(18)])
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    check_stored(server, range(18))  # each once, in order, nothing truncated
+    assert server.connections == 5
+
+
 def test_async_iterable_of_messages_on_an_async_session():
     async def produce():
         for i in range(6):
