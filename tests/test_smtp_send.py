@@ -407,6 +407,25 @@ def test_dsn_left_out_when_not_offered(plain):
     assert len(handler.box) == 1
 
 
+# ------------------------------------------------------------------ BODY=8BITMIME only when needed
+
+
+@pytest.mark.parametrize("source, declared", [
+    (lambda: message({"headers": {"subject": "Ol\u00e1"}, "body": {1: {"body": "Ol\u00e1, caf\u00e9\n"},
+                                                                    2: attachment(b"\xff" * 300, "b.bin")}}), False),
+    (lambda: [b"Subject: x\r\n\r\nplain ASCII\r\n"], False),
+    (lambda: [b"Subject: x\r\n\r\ncaf\xc3\xa9\r\n"], True),
+    (lambda: iter([b"Subject: x\r\n\r\nunknown\r\n"]), True),  # not looked into: assumed 8-bit
+    (lambda: message({"headers": {"subject": "raw"}, "body": iter([b"caf\xc3\xa9\n"])}), True),
+])
+def test_body_8bitmime_is_declared_only_when_the_body_may_be_8bit(source, declared):
+    with ScriptedServer() as server:
+        send(server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com", source=source())
+    [received] = server.messages
+    assert ("BODY=8BITMIME" in received.mail_params) == declared
+    assert declared or received.content.isascii()
+
+
 # ------------------------------------------------------------------ PIPELINING and CHUNKING
 
 
@@ -419,12 +438,12 @@ def test_pipelining_sends_mail_rcpt_data_in_one_write(pipelining):
         result = send(server=HOST, port=server.port, from_="a@example.com", rcpt=rcpt, source=[b"x\r\n"],
                       pipelining=pipelining)
     [read] = [r for r in server.reads if b"MAIL FROM" in r]
-    group = b"MAIL FROM:<a@example.com> BODY=8BITMIME\r\n" + b"".join(
+    group = b"MAIL FROM:<a@example.com>\r\n" + b"".join(
         b"RCPT TO:<%s>\r\n" % r.encode() for r in rcpt) + b"DATA\r\n"
     if pipelining:
         assert read == group and result.pipelining
     else:
-        assert read == b"MAIL FROM:<a@example.com> BODY=8BITMIME\r\n" and not result.pipelining
+        assert read == b"MAIL FROM:<a@example.com>\r\n" and not result.pipelining
     assert server.messages[0].rcpt_tos == rcpt
 
 

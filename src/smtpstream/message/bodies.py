@@ -47,6 +47,9 @@ class Body:
     """
 
     replayable = False
+    #: True when the encoded bytes are known to be 7-bit (ASCII): then the
+    #: message needs no BODY=8BITMIME (RFC 6152). Unknown counts as 8-bit.
+    seven_bit = False
 
     def chunks(self) -> Iterator[bytes]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -60,6 +63,10 @@ class BytesBody(Body):
 
     __slots__ = ("data",)
     replayable = True
+
+    @property
+    def seven_bit(self) -> bool:
+        return self.data.isascii()
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -128,6 +135,8 @@ class Base64FileBody(Body):
         self._target = target
         self._blocksize = blocksize
 
+    seven_bit = True  # base64
+
     @property
     def replayable(self) -> bool:
         # A path is opened afresh for each replay; an open file is read from
@@ -176,6 +185,8 @@ class Base64FileBody(Body):
 class Base64SourceBody(Body):
     """Any source of raw bytes, base64-encoded in 76-column lines as it is sent."""
 
+    seven_bit = True
+
     __slots__ = ("_source", "_size", "_used")
 
     def __init__(self, source: Any, raw_size: int | None = None) -> None:
@@ -219,6 +230,7 @@ class CachedBody(Body):
         if threshold < 0:
             raise ValueError("threshold must be >= 0")
         self._inner: Body | None = inner
+        self.seven_bit = inner.seven_bit
         self._threshold = threshold
         self._lock = threading.Lock()
         self._memory: bytes | None = None

@@ -63,6 +63,10 @@ class _Leaf:
     def replayable(self) -> bool:
         return self.body.replayable
 
+    @property
+    def seven_bit(self) -> bool:
+        return self.body.seven_bit  # the head is ASCII: headers.py makes it so
+
 
 class _Multipart:
     __slots__ = ("head", "boundary", "preamble", "parts", "epilogue")
@@ -91,6 +95,11 @@ class _Multipart:
     @property
     def replayable(self) -> bool:
         return all(part.replayable for part in self.parts)
+
+    @property
+    def seven_bit(self) -> bool:
+        texts = [t for t in (self.preamble, self.epilogue) if t is not None]
+        return all(t.isascii() for t in texts) and all(part.seven_bit for part in self.parts)
 
     def size(self) -> int | None:
         total = len(self.head) + len(self.boundary) * (len(self.parts) + 1)
@@ -139,6 +148,11 @@ class MessageSource:
         """True when :meth:`rewind` can start the message over: every part is bytes,
         a file given by its path or a cached part (not a one-shot source)."""
         return self._root.replayable
+
+    @property
+    def seven_bit(self) -> bool:
+        """True when every byte of the message is known to be ASCII (no BODY=8BITMIME needed)."""
+        return self._root.seven_bit
 
     def rewind(self) -> None:
         """Start over: the next chunk is the message's first again, the same bytes
@@ -420,6 +434,10 @@ class _CRLFTerminated(Body):
     @property
     def replayable(self) -> bool:
         return self._inner.replayable
+
+    @property
+    def seven_bit(self) -> bool:
+        return self._inner.seven_bit
 
     def chunks(self) -> Iterator[bytes]:
         last = b""

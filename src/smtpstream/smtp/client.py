@@ -642,9 +642,10 @@ class Client:
         params = []
         if spec.size is not None and "SIZE" in ext:
             params.append(f"SIZE={spec.size}")
-        # Declared whenever offered: knowing whether the body is 8-bit would
-        # need a scan of the whole message before sending it.
-        if "8BITMIME" in ext:
+        # Declared when offered and the body may be 8-bit: a message() knows
+        # (its parts are base64, quoted-printable or checked ASCII); a list of
+        # chunks is checked; any other source is assumed 8-bit.
+        if "8BITMIME" in ext and spec.eight_bit:
             params.append("BODY=8BITMIME")
         if utf8:
             params.append("SMTPUTF8")

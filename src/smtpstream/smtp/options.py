@@ -303,6 +303,8 @@ class MessageSpec:
     size: int | None = None
     step: Callable | None = field(default=None, repr=False)
     dsn: DSN | None = None
+    #: False when the body is known to be 7-bit: no BODY=8BITMIME then (RFC 6152).
+    eight_bit: bool = True
 
     @property
     def needs_smtputf8(self) -> bool:
@@ -360,7 +362,20 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
         if step is not None:
             raise TypeError("step cannot move an async iterable source")
         return MessageSpec(sender, recipients, AsyncChunks(source), size, None, dsn)
-    return MessageSpec(sender, recipients, ltn12.source.iterate(source), size, step, dsn)
+    return MessageSpec(sender, recipients, ltn12.source.iterate(source), size, step, dsn, _eight_bit(source))
+
+
+def _eight_bit(source: Any) -> bool:
+    """Whether the message may hold 8-bit bytes: known for a message() and for
+    a list of byte chunks; assumed for any other source."""
+    seven_bit = getattr(source, "seven_bit", None)
+    if isinstance(seven_bit, bool):
+        return not seven_bit
+    if isinstance(source, (bytes, bytearray)):
+        return not source.isascii()
+    if isinstance(source, (list, tuple)) and all(isinstance(c, (bytes, bytearray)) for c in source):
+        return not all(c.isascii() for c in source)
+    return True
 
 
 @dataclass(frozen=True)
