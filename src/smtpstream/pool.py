@@ -31,12 +31,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 from .smtp import blocking
-
-if TYPE_CHECKING:  # asyncio is imported by AsyncPool only: the threaded pool starts faster without it
-    import asyncio
 from .smtp.bulk import BACKOFF_CODES, Batch, BulkResult, Job
 from .smtp.client import LATER
 from .smtp.errors import SMTPError, SMTPServerDisconnected
@@ -90,7 +87,7 @@ def _retry_fields(results: Iterable[BulkResult]) -> list[tuple[int, dict]]:
     return out
 
 
-class _Link:
+class _Slot:
     """One connection slot of a pool: its session and the jobs waiting for it."""
 
     def __init__(self) -> None:
@@ -117,11 +114,11 @@ class _Settings:
     def _batch(self, on_result) -> Batch:
         return Batch(attempts=2, backoff=self.limit.backoff, on_result=on_result)
 
-    def _stale(self, link: _Link, now: float) -> bool:
+    def _stale(self, link: _Slot, now: float) -> bool:
         session = link.session
         return session.closed or link.sent >= self.max_messages or now - link.idle_since > self.idle_timeout
 
-    def _done(self, batch: Batch, link: _Link):
+    def _done(self, batch: Batch, link: _Slot):
         def done(job: Job, result: Any, error: Any) -> None:
             if batch.finish(job, result, error):
                 link.queue.append(job)  # lost with its connection: once more on the next one
@@ -161,7 +158,7 @@ class Pool(_Settings):
         return out
 
     def _work(self, batch: Batch, take) -> None:
-        link = _Link()
+        link = _Slot()
         fetch = self._fetcher(batch, link, take)
         done = self._done(batch, link)
         try:
@@ -184,7 +181,7 @@ class Pool(_Settings):
             if link.session is not None:
                 link.session.close()
 
-    def _fetcher(self, batch: Batch, link: _Link, take):
+    def _fetcher(self, batch: Batch, link: _Slot, take):
         def fetch(now: bool):
             while link.sent < self.max_messages:
                 if now and self.limit.waiting():
@@ -203,7 +200,7 @@ class Pool(_Settings):
             return None
         return fetch
 
-    def _session(self, link: _Link):
+    def _session(self, link: _Slot):
         now = time.monotonic()
         if link.session is not None and self._stale(link, now):
             link.session.close()
@@ -227,7 +224,7 @@ class AsyncPool(_Settings):
 
     async def send_many(self, messages: Any, on_result=None) -> list[BulkResult] | None:
         """The twin of :meth:`Pool.send_many`; ``messages`` may be an async iterable."""
-        import asyncio
+        import asyncio  # here, not at the top: the threaded Pool starts faster without it
 
         from . import aio
 
@@ -252,7 +249,7 @@ class AsyncPool(_Settings):
                 fields = next(plain, None)
                 return None if fields is None else Job(next(counter), fields)
 
-        async def next_job(link: _Link, now: bool):
+        async def next_job(link: _Slot, now: bool):
             """A new job; LATER when ``now`` and the async iterable is not ready at once."""
             if take is None:
                 return take_now()
@@ -278,7 +275,7 @@ class AsyncPool(_Settings):
     async def _work(self, aio: Any, batch: Batch, next_job) -> None:
         import asyncio
 
-        link = _Link()
+        link = _Slot()
         done = self._done(batch, link)
 
         async def fetch(now: bool):
@@ -318,7 +315,7 @@ class AsyncPool(_Settings):
             if link.session is not None:
                 await link.session.close()
 
-    async def _session(self, aio: Any, link: _Link):
+    async def _session(self, aio: Any, link: _Slot):
         now = time.monotonic()
         if link.session is not None and self._stale(link, now):
             await link.session.close()
