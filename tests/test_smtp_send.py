@@ -25,6 +25,7 @@ from smtpstream.smtp import (
     SMTPSourceError,
     SMTPTimeoutError,
     SMTPTLSError,
+    SMTPUnknownOutcome,
     message,
 )
 
@@ -493,19 +494,26 @@ def test_server_says_421_and_closes(where, phase):
 def test_drop_in_the_middle_of_data_is_not_claimed_sent():
     body = [b"Subject: big\r\n\r\n"] + [os.urandom(65536).hex().encode() + b"\r\n"] * 64  # 8 MiB
     with ScriptedServer(drop_in_data=True) as server:
-        with pytest.raises(SMTPServerDisconnected) as info:
+        with pytest.raises((SMTPServerDisconnected, SMTPUnknownOutcome)) as info:
             send(server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com", source=body)
-    assert info.value.phase in ("body", "end") and info.value.temporary
+    if isinstance(info.value, SMTPUnknownOutcome):  # the last write had gone out before the drop was seen
+        assert info.value.phase == "end" and isinstance(info.value.__cause__, SMTPServerDisconnected)
+    else:
+        assert info.value.phase in ("body", "end") and info.value.temporary
     assert server.messages == []
 
 
 @pytest.mark.parametrize("delays, phase", [({"greeting": 5}, "greeting"), ({"RCPT": 5}, "rcpt"), ({"END": 5}, "end")])
 def test_slow_server_times_out(delays, phase):
     with ScriptedServer(delays=delays) as server:
-        with pytest.raises(SMTPTimeoutError) as info:
+        with pytest.raises((SMTPTimeoutError, SMTPUnknownOutcome)) as info:
             send(server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com", source=[b"x\r\n"],
                  timeout=0.3)
-    assert info.value.phase == phase and info.value.temporary and isinstance(info.value, TimeoutError)
+    error = info.value
+    if phase == "end":  # the end of data went out: the server may have the message (RFC 1047)
+        assert isinstance(error, SMTPUnknownOutcome) and not error.temporary and not error.permanent
+        error = error.__cause__
+    assert error.phase == phase and error.temporary and isinstance(error, SMTPTimeoutError)
 
 
 def test_helo_fallback_when_ehlo_is_refused():

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import socket
 import ssl
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,22 +43,82 @@ async def send(mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> Send
         return await session._send_spec(spec)
 
 
-def _puller(messages: Any):
-    """A coroutine function giving the next item of an iterable or async iterable, None at the end."""
-    if hasattr(messages, "__aiter__"):
-        iterator = messages.__aiter__()
+def job_taker(batch: Batch, messages: Any):
+    """The async twin of :meth:`Batch.taker <smtpstream.smtp.bulk.Batch.taker>`: a coroutine
+    function giving the next :class:`Job` of an iterable or async iterable, None at the
+    end or once the batch stops (an exception of the caller's iterator stops it)."""
+    if not hasattr(messages, "__aiter__"):
+        take = batch.taker(messages)
 
-        async def pull():
-            try:
-                return await iterator.__anext__()
-            except StopAsyncIteration:
-                return None
-    else:
-        plain = iter(messages)
+        async def pull() -> Job | None:
+            return take()
+        return pull
+    iterator = messages.__aiter__()
+    counter = itertools.count()
 
-        async def pull():
-            return next(plain, None)
+    async def pull() -> Job | None:
+        if batch.stopping:
+            return None
+        try:
+            fields = await iterator.__anext__()
+        except StopAsyncIteration:
+            return None
+        except Exception as exc:
+            batch.stop(exc)
+            return None
+        return Job(next(counter), fields)
     return pull
+
+
+class ResultHandler:
+    """``on_result`` for a :class:`Batch` on the event loop: the batch files results
+    synchronously; each is handed to ``on_result`` in order by a task of its own, and
+    awaited when ``on_result`` returns an awaitable (a coroutine function). If it
+    raises, the batch stops and the exception is raised once all is reported.
+    :meth:`close` waits until every result so far has been handled."""
+
+    def __init__(self, on_result: Any) -> None:
+        if on_result is not None and not callable(on_result):
+            raise TypeError(f"on_result must be callable, got {type(on_result).__name__}")
+        self.batch: Batch | None = None
+        self._on_result = on_result
+        self._queue: deque[BulkResult] = deque()
+        self._ready: asyncio.Event | None = None
+        self._task: asyncio.Future | None = None
+        self._closing = False
+        self.callback = None if on_result is None else self._push
+
+    def _push(self, result: BulkResult) -> None:
+        self._queue.append(result)
+        if self._task is None:
+            self._ready = asyncio.Event()
+            self._task = asyncio.ensure_future(self._deliver())
+        self._ready.set()
+
+    async def _deliver(self) -> None:
+        ready = self._ready
+        while True:
+            await ready.wait()
+            ready.clear()
+            while self._queue:
+                result = self._queue.popleft()
+                try:
+                    outcome = self._on_result(result)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+                except Exception as exc:  # the caller's code: stop the batch, raise it at the end
+                    self.batch.stop(exc)
+            if self._closing:
+                return
+
+    async def close(self) -> None:
+        if self._task is None:
+            return
+        self._closing = True
+        self._ready.set()
+        task, self._task = self._task, None
+        await task
+        self._closing = False
 
 
 class _Link(asyncio.Protocol):
@@ -156,7 +218,9 @@ class Session:
                 await s.send(source=m)     # RSET after a failed one; QUIT at the end
 
     Takes the connection fields of :func:`send`; :meth:`send` takes the message
-    fields. The connection opens on ``await session`` / ``async with``.
+    fields. The connection opens on ``await session`` / ``async with`` /
+    :meth:`open` (or on first use); when the server has closed it, the next
+    call opens a new one. After :meth:`close`, only :meth:`open` does.
     """
 
     def __init__(self, mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
@@ -164,19 +228,35 @@ class Session:
         if msg_fields:
             raise TypeError(f"Session: message fields {sorted(msg_fields)} belong in Session.send()")
         self.settings = connection_settings(conn_fields)
-        self.client = Client(self.settings)
-        self.client.awaits = True
+        self.client = self._new_client()
         self._transport: Any = None
         self._link: _Link | None = None
-        self._opened = False
+        self._closed_by_caller = False
+
+    def _new_client(self) -> Client:
+        client = Client(self.settings)
+        client.awaits = True
+        return client
 
     # ---- public
 
     async def open(self) -> Session:
-        if not self._opened:
-            self._opened = True
+        """Connect (greeting, EHLO, STARTTLS, AUTH) unless connected; returns the session."""
+        self._closed_by_caller = False
+        if self._transport is None:
+            self.client = self._new_client()
             await self._connect()
         return self
+
+    async def _reconnect(self) -> None:
+        """Open a connection for a call made while none is open (unless the caller closed it)."""
+        if self._transport is None and not self._closed_by_caller:
+            await self.open()
+
+    def interrupt(self) -> None:
+        """Abandon the message being uploaded (see :meth:`Client.interrupt
+        <smtpstream.smtp.client.Client.interrupt>`); one whose end of data is written gets its reply."""
+        self.client.interrupt()
 
     connect = open
 
@@ -195,17 +275,13 @@ class Session:
         mappings); one :class:`~smtpstream.smtp.bulk.BulkResult` each, in order
         (or each to ``on_result`` as it is known, None returned).
         The twin of :meth:`smtpstream.smtp.Session.send_many`: pipelined across
-        messages, never raising for one message.
+        messages, never raising for one message. ``on_result`` may be a
+        coroutine function: each result is awaited, in order.
         """
-        batch = Batch(on_result=on_result)
-        next_fields = _puller(messages)
-        counter = iter(range(1 << 62))
-
-        async def next_job() -> Job | None:
-            fields = await next_fields()
-            if fields is None:
-                return None
-            return Job(next(counter), fields)
+        results = ResultHandler(on_result)
+        batch = Batch(on_result=results.callback)
+        results.batch = batch
+        next_job = job_taker(batch, messages)
 
         async def fetch(now: bool):
             while (job := await next_job()) is not None:
@@ -218,15 +294,19 @@ class Session:
             await self.send_stream(fetch, batch.finish)
         except SMTPError as exc:
             lost = exc
+        except asyncio.CancelledError as exc:  # what was in flight is reported; nothing new starts
+            batch.stop(exc)
         else:
             lost = SMTPServerDisconnected("the connection was lost before this message was sent")
         while (job := await next_job()) is not None:
             batch.fail(job, lost)
-        return batch.ordered()
+        await results.close()
+        return batch.conclude()
 
     async def send_stream(self, fetch, done) -> None:
         """Low level: :meth:`Client.send_stream <smtpstream.smtp.client.Client.send_stream>`;
         ``fetch`` may be a coroutine function."""
+        await self._reconnect()
         if self._transport is None:
             raise SMTPServerDisconnected("the session is closed")
         try:
@@ -236,9 +316,11 @@ class Session:
                 self._close_transport()
 
     async def noop(self):
+        await self._reconnect()
         return await self._run(self.client.noop())
 
     async def reset(self):
+        await self._reconnect()
         return await self._run(self.client.reset())
 
     @property
@@ -251,6 +333,10 @@ class Session:
 
     async def close(self) -> None:
         """QUIT (when the connection still works) and close. Never raises for a failed QUIT."""
+        self._closed_by_caller = True
+        await self._hang_up()
+
+    async def _hang_up(self) -> None:
         if self._transport is None:
             return
         try:
@@ -270,6 +356,7 @@ class Session:
     # ---- internals
 
     async def _send_spec(self, spec) -> SendResult:
+        await self._reconnect()
         if self._transport is None:
             raise SMTPServerDisconnected("the session is closed")
         try:
@@ -310,7 +397,7 @@ class Session:
             local_ip = local[0] if isinstance(local, tuple) and isinstance(local[0], str) else None
             await self._run(self.client.open(socket.gethostname(), local_ip))
         except BaseException:
-            await self.close()
+            await self._hang_up()
             raise
 
     def _close_transport(self) -> None:

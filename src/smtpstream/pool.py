@@ -2,21 +2,42 @@
 
 :class:`Pool` (threads, blocking sessions) and :class:`AsyncPool` (tasks,
 :mod:`smtpstream.aio` sessions) take the connection fields of ``smtp.send``
-plus ``connections`` (N), ``max_messages`` (per connection, then QUIT and
-reconnect), ``idle_timeout`` (seconds; an older idle connection is closed
-and a fresh one opened) and ``rate`` (messages per second for the whole
-pool, halved for a while after a 421/451/454).
+(checked when the pool is built, as ``smtp.send`` checks them) plus:
+
+* ``connections`` (N), ``max_messages`` (per connection, then QUIT and
+  reconnect), ``idle_timeout`` (seconds; an older idle connection is closed
+  and a fresh one opened), ``health_check_after`` (a NOOP before reusing a
+  connection idle that long);
+* ``rate`` (messages per second for the whole pool, or None) and the
+  back-off: after a failure that concerns the server as a whole (see
+  :func:`~smtpstream.smtp.bulk.backs_off`: never a 4xx to one recipient) the
+  rate is multiplied by ``backoff_factor`` (0.5) for ``backoff_seconds`` (5),
+  never below ``backoff_floor`` messages per second (1). Without a ``rate``,
+  the rate measured over the last ``backoff_seconds`` is the one slowed;
+* ``circuit_breaker`` (3): after that many consecutive failures of the same
+  kind to open a connection (refused, timed out, TLS verification, AUTH
+  refused...), no more connections are opened and every remaining message
+  is reported with that error, ``attempted`` False. While no connection has
+  succeeded since the last failure, connections are opened one at a time,
+  so a broken setup costs a few attempts, not one per message. None: never;
+* ``resend_unknown`` (True): a message lost after its end of data was
+  written (RFC 1047: the server may have it) is sent once more on the next
+  connection, Message-ID unchanged, and its result says
+  ``possible_duplicate``; with False it is reported ``unknown`` instead.
+  A message lost before its end of data is always sent once more.
 
 ``send_many(messages)`` takes an iterable (or, for AsyncPool, an async
-iterable) of mappings of message fields and returns one
-:class:`BulkResult` per message, in order; it never raises for one
-message's failure. A dropped connection or a 421 closes the session, and
-the message is retried once on a fresh one. ``retry(results, messages)``
-sends again only the recipients refused temporarily (and messages that
-failed as a whole with a temporary error).
+iterable) of mappings of message fields (a ``key`` field comes back on the
+result and is never sent) and returns one :class:`BulkResult` per message,
+in order; it never raises for one message's failure. If the caller's
+iterator or ``on_result`` raises, no new message starts, every outcome known
+is reported, and that exception is raised (with ``.results``).
 
-A health check (NOOP) runs before reusing a connection idle for more than
-``health_check_after`` seconds.
+Graceful stop: on ``KeyboardInterrupt`` (:class:`Pool`) or cancellation
+(:class:`AsyncPool`) no new message starts, a message whose end of data was
+written waits for its reply, one still uploading is abandoned (the server
+discards it), every outcome is reported (``unknown`` for a reply that never
+came), then the exception propagates, carrying ``.results``.
 
 Each connection sends its messages as one stream
 (:meth:`~smtpstream.smtp.client.Client.send_stream`): with PIPELINING a
@@ -27,55 +48,165 @@ would make it wait, an async iterable is not ready).
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .smtp import blocking
-from .smtp.bulk import BACKOFF_CODES, Batch, BulkResult, Job
+from .smtp.bulk import Batch, BulkResult, Job, backs_off, refuse_coroutine_function
 from .smtp.client import LATER
 from .smtp.errors import SMTPError, SMTPServerDisconnected
+from .smtp.options import connection_settings, split_fields
 
-__all__ = ["Pool", "AsyncPool", "BulkResult", "RateLimit", "BACKOFF_CODES"]
+__all__ = ["Pool", "AsyncPool", "BulkResult", "RateLimit", "CircuitBreaker", "backs_off"]
+
+
+def _number(name: str, value: Any, *, minimum: float = 0.0, inclusive: bool = False,
+            maximum: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive) or value > maximum:
+        bound = ">=" if inclusive else ">"
+        raise ValueError(f"{name} must be a finite number {bound} {minimum}"
+                         + (f" and <= {maximum}" if maximum != math.inf else "") + f", got {value!r}")
+    return float(value)
+
+
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return value
 
 
 class RateLimit:
-    """Messages per second shared by every connection; slower for a while after a back-off."""
+    """Messages per second shared by every connection; slower for a while after a back-off.
 
-    def __init__(self, rate: float | None, backoff_seconds: float = 5.0) -> None:
-        if rate is not None and rate <= 0:
-            raise ValueError("rate must be positive (messages per second) or None")
-        self.rate = rate
-        self.backoff_seconds = backoff_seconds
+    ``backoff()`` multiplies the rate in force (the configured ``rate``, or
+    without one the rate measured over the last ``backoff_seconds``) by
+    ``factor`` for ``backoff_seconds``, never below ``floor``; back-offs less
+    than a second apart count once (four connections refused together are one
+    signal, not four).
+    """
+
+    def __init__(self, rate: float | None, backoff_seconds: float = 5.0, factor: float = 0.5,
+                 floor: float = 1.0) -> None:
+        self.rate = None if rate is None else _number("rate", rate)
+        self.backoff_seconds = _number("backoff_seconds", backoff_seconds)
+        self.factor = _number("backoff_factor", factor, maximum=1.0)
+        self.floor = _number("backoff_floor", floor)
         self._next = time.monotonic()
+        self._slow_rate: float | None = None
         self._slow_until = 0.0
+        self._last_backoff = -math.inf
+        self._window = max(1.0, self.backoff_seconds)
+        self._starts: deque[float] = deque()  # recent slot times, for the measured rate
+        self._first = None
         self._lock = threading.Lock()
+
+    def _in_force(self, now: float) -> float | None:
+        return self._slow_rate if now < self._slow_until else self.rate
 
     def delay(self) -> float:
         """Reserve the next slot; the seconds to wait for it."""
         with self._lock:
             now = time.monotonic()
-            slow = now < self._slow_until
-            if self.rate is None and not slow:
-                return 0.0
-            interval = (1.0 / self.rate if self.rate else 0.05) * (2 if slow else 1)
-            at = max(self._next, now)
-            self._next = at + interval
+            rate = self._in_force(now)
+            at = now if rate is None else max(self._next, now)
+            if rate is not None:
+                self._next = at + 1.0 / rate
+            starts = self._starts
+            starts.append(at)
+            while starts[0] < now - self._window:
+                starts.popleft()
+            if self._first is None:
+                self._first = now
             return at - now
 
     def waiting(self) -> bool:
         """True when the next message would have to wait for its slot."""
         with self._lock:
             now = time.monotonic()
-            if self.rate is None and now >= self._slow_until:
-                return False
-            return self._next > now
+            return self._in_force(now) is not None and self._next > now
+
+    def measured(self) -> float:
+        """Messages started per second over the last ``backoff_seconds`` (at least one second)."""
+        with self._lock:
+            return self._measured(time.monotonic())
+
+    def _measured(self, now: float) -> float:
+        starts = self._starts
+        while starts and starts[0] < now - self._window:
+            starts.popleft()
+        if not starts or self._first is None:
+            return self.floor
+        span = min(self._window, max(now - self._first, 0.1))
+        return len(starts) / span
 
     def backoff(self) -> None:
         with self._lock:
-            self._slow_until = time.monotonic() + self.backoff_seconds
+            now = time.monotonic()
+            if now - self._last_backoff >= 1.0:
+                rate = self._in_force(now)
+                base = rate if rate is not None else self._measured(now)
+                self._slow_rate = max(self.floor, base * self.factor)
+                self._last_backoff = now
+                self._next = now + 1.0 / self._slow_rate
+            self._slow_until = now + self.backoff_seconds
+
+
+#: CircuitBreaker.admit() answers.
+GO, WAIT = "go", "wait"
+
+
+class CircuitBreaker:
+    """Stops a pool from opening connection after connection to a broken setup.
+
+    ``threshold`` consecutive failures of the same kind (exception type and
+    reply code: a refused or timed-out connect, a failed TLS verification, a
+    535 to AUTH...) trip it: :meth:`admit` then returns the last such error
+    for good. Until a connection succeeds (at the start, and again after any
+    failure) only one connection attempt is admitted at a time.
+    """
+
+    def __init__(self, threshold: int | None) -> None:
+        self.threshold = None if threshold is None else _count("circuit_breaker", threshold)
+        self.tripped: SMTPError | None = None
+        self.attempts = 0  # connection attempts admitted (for tests and statistics)
+        self._kind: tuple[str, int | None] | None = None
+        self._count = 0
+        self._proven = False
+        self._probing = False
+        self._lock = threading.Lock()
+
+    def admit(self) -> Any:
+        """GO (open a connection now), WAIT (a probe is under way: ask again soon) or the error."""
+        with self._lock:
+            if self.tripped is not None:
+                return self.tripped
+            if self.threshold is not None and not self._proven:
+                if self._probing:
+                    return WAIT
+                self._probing = True
+            self.attempts += 1
+            return GO
+
+    def success(self) -> None:
+        with self._lock:
+            self._proven, self._probing, self._count, self._kind = True, False, 0, None
+
+    def failure(self, error: SMTPError) -> None:
+        with self._lock:
+            self._proven = self._probing = False
+            kind = (type(error).__name__, error.code)
+            self._count = self._count + 1 if kind == self._kind else 1
+            self._kind = kind
+            if self.threshold is not None and self._count >= self.threshold:
+                self.tripped = error
 
 
 def _retry_fields(results: Iterable[BulkResult]) -> list[tuple[int, dict]]:
@@ -99,20 +230,30 @@ class _Slot:
 
 
 class _Settings:
-    def __init__(self, connections=4, max_messages=100, idle_timeout=30.0, rate=None,
-                 health_check_after=1.0, **conn_fields: Any) -> None:
-        if connections < 1 or max_messages < 1:
-            raise ValueError("connections and max_messages must be >= 1")
-        self.connections = connections
-        self.max_messages = max_messages
-        self.idle_timeout = idle_timeout
-        self.health_check_after = health_check_after
-        self.limit = RateLimit(rate)
-        self.conn_fields = conn_fields
+    def __init__(self, connections: int = 4, max_messages: int = 100, idle_timeout: float = 30.0,
+                 rate: float | None = None, health_check_after: float = 1.0, *,
+                 backoff_seconds: float = 5.0, backoff_factor: float = 0.5, backoff_floor: float = 1.0,
+                 circuit_breaker: int | None = 3, resend_unknown: bool = True, **conn_fields: Any) -> None:
+        self.connections = _count("connections", connections)
+        self.max_messages = _count("max_messages", max_messages)
+        self.idle_timeout = _number("idle_timeout", idle_timeout)
+        self.health_check_after = _number("health_check_after", health_check_after, inclusive=True)
+        if not isinstance(resend_unknown, bool):
+            raise TypeError(f"resend_unknown must be True or False, got {resend_unknown!r}")
+        self.resend_unknown = resend_unknown
+        self.limit = RateLimit(rate, backoff_seconds, backoff_factor, backoff_floor)
+        self.breaker = CircuitBreaker(circuit_breaker)
+        # The same checks as smtp.send, now rather than in every worker later.
+        conn, msg = split_fields(None, conn_fields)
+        if msg:
+            raise TypeError(f"{type(self).__name__}: message fields {sorted(msg)} belong in each message")
+        connection_settings(conn)
+        self.conn_fields = conn
         self.connects = 0  # sessions opened (for tests and statistics)
 
     def _batch(self, on_result) -> Batch:
-        return Batch(attempts=2, backoff=self.limit.backoff, on_result=on_result)
+        return Batch(attempts=2, backoff=self.limit.backoff, on_result=on_result,
+                     resend_unknown=self.resend_unknown)
 
     def _stale(self, link: _Slot, now: float) -> bool:
         session = link.session
@@ -124,59 +265,121 @@ class _Settings:
                 link.queue.append(job)  # lost with its connection: once more on the next one
         return done
 
+    def _next_spec(self, batch: Batch, link: _Slot, job: Job | None):
+        """What ``fetch`` gives for ``job``: ``(job, spec)``, None at the end, or False to skip it."""
+        if job is None or batch.stopping:
+            if job is not None:
+                link.queue.appendleft(job)  # reported as not sent when the pool stops
+            return None
+        spec = batch.spec(job)
+        if spec is None:
+            return False
+        link.sent += 1
+        return job, spec
+
+    def _opened(self, link: _Slot, session: Any) -> None:
+        self.breaker.success()
+        self.connects += 1
+        link.sent = 0
+        link.session = session
+
+    def _open_failed(self, batch: Batch, link: _Slot, exc: SMTPError) -> None:
+        self.breaker.failure(exc)
+        if backs_off(exc):
+            self.limit.backoff()
+        job = link.queue.popleft()
+        if batch.fail(job, exc):
+            link.queue.appendleft(job)
+
+    @staticmethod
+    def _refuse_all(batch: Batch, link: _Slot, take: Callable[[], Job | None], error: SMTPError) -> None:
+        """The breaker is open: every message left is reported with its error, not attempted."""
+        while link.queue:
+            batch.abandon(link.queue.popleft(), error)
+        while not batch.stopping and (job := take()) is not None:
+            batch.abandon(job, error)
+
+    @staticmethod
+    def _report_queued(batch: Batch, links: list[_Slot]) -> None:
+        """After the workers: the messages still queued (the pool stopped) are reported not sent."""
+        why = batch.failure or SMTPServerDisconnected("the pool stopped")
+        for link in links:
+            while link.queue:
+                batch.abandon(link.queue.popleft(), batch.interrupted(why))
+
 
 class Pool(_Settings):
     """N blocking sessions on threads (see the module doc)."""
 
-    def send_many(self, messages: Iterable[Mapping[str, Any]], on_result=None) -> list[BulkResult] | None:
+    def send_many(self, messages: Iterable[Mapping[str, Any]],
+                  on_result: Callable[[BulkResult], Any] | None = None) -> list[BulkResult] | None:
         """One :class:`BulkResult` per message, in order; with ``on_result`` each goes
         to it as soon as it is final (from the pool's threads, one at a time) and
         None is returned, so that no memory is kept per message."""
-        items = iter(enumerate(messages))
-        lock = threading.Lock()
+        refuse_coroutine_function(on_result)
         batch = self._batch(on_result)
-
-        def take() -> Job | None:
-            with lock:
-                nxt = next(items, None)
-            return None if nxt is None else Job(*nxt)
-
-        threads = [threading.Thread(target=self._work, args=(batch, take), daemon=True)
-                   for _ in range(self.connections)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return batch.ordered()
+        take = batch.taker(messages)
+        links = [_Slot() for _ in range(self.connections)]
+        threads = [threading.Thread(target=self._work, args=(batch, take, link), daemon=True,
+                                    name=f"smtpstream-pool-{i}") for i, link in enumerate(links)]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        except BaseException as exc:  # KeyboardInterrupt: stop gracefully, then let it go on
+            batch.stop(exc)
+            for link in links:
+                if link.session is not None:
+                    link.session.interrupt()
+            try:
+                for t in threads:
+                    if t.is_alive():
+                        t.join()
+            except BaseException as again:  # interrupted again: stop waiting for replies
+                batch.give_up(again)
+                raise
+        self._report_queued(batch, links)
+        return batch.conclude()
 
     def retry(self, results: Iterable[BulkResult]) -> list[BulkResult]:
         """Send again only the deferred recipients (sources must be re-iterable, e.g. lists)."""
         again = _retry_fields(results)
         out = self.send_many(f for _, f in again)
+        assert out is not None
         for (index, _), r in zip(again, out):
             r.index = index
         return out
 
-    def _work(self, batch: Batch, take) -> None:
-        link = _Slot()
+    def _work(self, batch: Batch, take: Callable[[], Job | None], link: _Slot) -> None:
         fetch = self._fetcher(batch, link, take)
         done = self._done(batch, link)
         try:
-            while True:
+            while not batch.stopping:
                 if not link.queue:
                     job = take()
                     if job is None:
                         return
                     link.queue.append(job)
-                try:
-                    session = self._session(link)
-                except SMTPError as exc:
-                    job = link.queue.popleft()
-                    if batch.fail(job, exc):
-                        link.queue.appendleft(job)
-                    continue
+                session = self._reusable(link)
+                if session is None:
+                    admitted = self.breaker.admit()
+                    if admitted is WAIT:
+                        time.sleep(0.005)  # another slot is probing the server
+                        continue
+                    if admitted is not GO:
+                        self._refuse_all(batch, link, take, admitted)
+                        return
+                    try:
+                        session = blocking.Session(**self.conn_fields)
+                    except SMTPError as exc:
+                        self._open_failed(batch, link, exc)
+                        continue
+                    self._opened(link, session)
                 session.send_stream(fetch, done)
                 link.idle_since = time.monotonic()
+        except BaseException as exc:  # a bug, not one message's failure: stop the pool, report, raise
+            batch.stop(exc)
         finally:
             if link.session is not None:
                 link.session.close()
@@ -186,21 +389,19 @@ class Pool(_Settings):
             while link.sent < self.max_messages:
                 if now and self.limit.waiting():
                     return LATER  # finish the message in flight before sleeping
-                job = link.queue.popleft() if link.queue else take()
-                if job is None:
-                    return None
-                spec = batch.spec(job)
-                if spec is None:
+                item = self._next_spec(batch, link, link.queue.popleft() if link.queue else take())
+                if item is False:
                     continue
-                wait = self.limit.delay()
-                if wait > 0:
-                    time.sleep(wait)
-                link.sent += 1
-                return job, spec
+                if item is not None:
+                    wait = self.limit.delay()
+                    if wait > 0:
+                        time.sleep(wait)
+                return item
             return None
         return fetch
 
-    def _session(self, link: _Slot):
+    def _reusable(self, link: _Slot):
+        """The slot's session when it can carry more (a NOOP after an idle spell), else None."""
         now = time.monotonic()
         if link.session is not None and self._stale(link, now):
             link.session.close()
@@ -212,42 +413,43 @@ class Pool(_Settings):
             except SMTPError:
                 link.session.close()
                 link.session = None
-        if link.session is None:
-            self.connects += 1
-            link.sent = 0
-            link.session = blocking.Session(**self.conn_fields)
         return link.session
 
 
 class AsyncPool(_Settings):
     """N :mod:`smtpstream.aio` sessions on tasks (see the module doc)."""
 
-    async def send_many(self, messages: Any, on_result=None) -> list[BulkResult] | None:
-        """The twin of :meth:`Pool.send_many`; ``messages`` may be an async iterable."""
+    async def send_many(self, messages: Any, on_result: Callable[[BulkResult], Any] | None = None
+                        ) -> list[BulkResult] | None:
+        """The twin of :meth:`Pool.send_many`; ``messages`` may be an async iterable and
+        ``on_result`` a coroutine function (awaited in order)."""
         import asyncio  # here, not at the top: the threaded Pool starts faster without it
 
         from . import aio
 
-        counter = iter(range(1 << 62))
-        batch = self._batch(on_result)
+        results = aio.ResultHandler(on_result)
+        batch = self._batch(results.callback)
+        results.batch = batch
         if hasattr(messages, "__aiter__"):
             source = messages.__aiter__()
             lock = asyncio.Lock()
+            counter = iter(range(1 << 62))
 
             async def take() -> Job | None:
                 async with lock:
+                    if batch.stopping:
+                        return None
                     try:
                         fields = await source.__anext__()
                     except StopAsyncIteration:
                         return None
+                    except Exception as exc:
+                        batch.stop(exc)
+                        return None
                     return Job(next(counter), fields)
         else:
-            plain = iter(messages)
+            take_now = batch.taker(messages)
             take = None
-
-            def take_now() -> Job | None:
-                fields = next(plain, None)
-                return None if fields is None else Job(next(counter), fields)
 
         async def next_job(link: _Slot, now: bool):
             """A new job; LATER when ``now`` and the async iterable is not ready at once."""
@@ -262,20 +464,43 @@ class AsyncPool(_Settings):
             taking, link.taking = link.taking, None
             return await taking
 
-        await asyncio.gather(*(self._work(aio, batch, next_job) for _ in range(self.connections)))
-        return batch.ordered()
+        links = [_Slot() for _ in range(self.connections)]
+        tasks = [asyncio.ensure_future(self._work(aio, batch, next_job, link)) for link in links]
+        try:
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError as exc:  # stop gracefully, then let the cancellation go on
+            batch.stop(exc)
+            for link in links:
+                if link.session is not None:
+                    link.session.interrupt()
+            try:
+                await asyncio.wait(tasks)
+            except asyncio.CancelledError as again:  # cancelled again: stop waiting for replies
+                batch.give_up(again)
+                for task in tasks:
+                    task.cancel()
+                await results.close()
+                raise
+        for link in links:
+            if link.taking is not None:  # a take started but never used: its message is not lost
+                job = await link.taking
+                if job is not None:
+                    link.queue.append(job)
+        self._report_queued(batch, links)
+        await results.close()
+        return batch.conclude()
 
     async def retry(self, results: Iterable[BulkResult]) -> list[BulkResult]:
         again = _retry_fields(results)
         out = await self.send_many([f for _, f in again])
+        assert out is not None
         for (index, _), r in zip(again, out):
             r.index = index
         return out
 
-    async def _work(self, aio: Any, batch: Batch, next_job) -> None:
+    async def _work(self, aio: Any, batch: Batch, next_job, link: _Slot) -> None:
         import asyncio
 
-        link = _Slot()
         done = self._done(batch, link)
 
         async def fetch(now: bool):
@@ -283,39 +508,55 @@ class AsyncPool(_Settings):
                 if now and self.limit.waiting():
                     return LATER
                 job = link.queue.popleft() if link.queue else await next_job(link, now)
-                if job is None or job is LATER:
+                if job is LATER:
                     return job
-                spec = batch.spec(job)
-                if spec is None:
+                item = self._next_spec(batch, link, job)
+                if item is False:
                     continue
-                wait = self.limit.delay()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                link.sent += 1
-                return job, spec
+                if item is not None:
+                    wait = self.limit.delay()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                return item
             return None
 
         try:
-            while True:
+            while not batch.stopping:
                 if not link.queue:
                     job = await next_job(link, False)
                     if job is None:
                         return
                     link.queue.append(job)
-                try:
-                    session = await self._session(aio, link)
-                except SMTPError as exc:
-                    job = link.queue.popleft()
-                    if batch.fail(job, exc):
-                        link.queue.appendleft(job)
-                    continue
+                session = await self._reusable(link)
+                if session is None:
+                    admitted = self.breaker.admit()
+                    if admitted is WAIT:
+                        await asyncio.sleep(0.005)  # another slot is probing the server
+                        continue
+                    if admitted is not GO:
+                        while link.queue:
+                            batch.abandon(link.queue.popleft(), admitted)
+                        while not batch.stopping and (job := await next_job(link, False)) is not None:
+                            batch.abandon(job, admitted)
+                        return
+                    try:
+                        session = await aio.Session(**self.conn_fields)
+                    except SMTPError as exc:
+                        self._open_failed(batch, link, exc)
+                        continue
+                    self._opened(link, session)
                 await session.send_stream(fetch, done)
                 link.idle_since = time.monotonic()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a bug, not one message's failure: stop the pool, report, raise
+            batch.stop(exc)
         finally:
             if link.session is not None:
                 await link.session.close()
 
-    async def _session(self, aio: Any, link: _Slot):
+    async def _reusable(self, link: _Slot):
+        """The twin of :meth:`Pool._reusable`."""
         now = time.monotonic()
         if link.session is not None and self._stale(link, now):
             await link.session.close()
@@ -327,8 +568,4 @@ class AsyncPool(_Settings):
             except SMTPError:
                 await link.session.close()
                 link.session = None
-        if link.session is None:
-            self.connects += 1
-            link.sent = 0
-            link.session = await aio.Session(**self.conn_fields)
         return link.session

@@ -26,11 +26,13 @@ from .errors import (
     SMTPRecipientsRefused,
     SMTPReplyError,
     SMTPSenderRefused,
+    SMTPInterrupted,
     SMTPServerDisconnected,
     SMTPSizeError,
     SMTPSourceError,
     SMTPTimeoutError,
     SMTPTLSError,
+    SMTPUnknownOutcome,
 )
 from .protocol import NEED_DATA, ClientConnection, ConnectionClosed
 from .reply import MAX_REPLY_LINE, MAX_REPLY_LINES, Reply
@@ -53,6 +55,8 @@ __all__ = [
     "LocalProtocolError",
     "RemoteProtocolError",
     "SMTPServerDisconnected",
+    "SMTPUnknownOutcome",
+    "SMTPInterrupted",
     "SMTPTimeoutError",
     "SMTPTLSError",
     "SMTPNotSupportedError",

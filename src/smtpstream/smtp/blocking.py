@@ -20,7 +20,7 @@ from typing import Any, Iterable
 from ._ioerrors import translate
 from .client import Client, Fetch, Poll, Read, UpgradeTLS, Write
 from .options import SendResult, connection_settings, message_spec, split_fields
-from .bulk import Batch, BulkResult, Job
+from .bulk import Batch, BulkResult, refuse_coroutine_function
 from .errors import SMTPError, SMTPServerDisconnected
 
 __all__ = ["send", "Session", "RECV_SIZE"]
@@ -81,6 +81,10 @@ class Session:
                 s.send(source=m)       # RSET after a failed one; QUIT at the end
 
     Takes the connection fields of :func:`send`; :meth:`send` takes the message fields.
+    The connection is opened by the constructor (greeting, EHLO, STARTTLS, AUTH:
+    an error there raises from ``Session(...)``). When the server has closed
+    it (a 421, a dropped connection, an idle timeout), the next call opens a
+    new one; after :meth:`close`, only :meth:`open` does.
     """
 
     def __init__(self, mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
@@ -91,9 +95,29 @@ class Session:
         self.client = Client(self.settings)
         self._sock: Any = None
         self._poller: Any = None
+        self._closed_by_caller = False
         self._connect()
 
     # ---- public
+
+    def open(self) -> Session:
+        """Connect again unless connected (the constructor connects the first time); returns the session."""
+        self._closed_by_caller = False
+        if self._sock is None:
+            self.client = Client(self.settings)
+            self._connect()
+        return self
+
+    def _reconnect(self) -> None:
+        """Open a connection for a call made while none is open (unless the caller closed it)."""
+        if self._sock is None and not self._closed_by_caller:
+            self.open()
+
+    def interrupt(self) -> None:
+        """Abandon the message being uploaded (see :meth:`Client.interrupt
+        <smtpstream.smtp.client.Client.interrupt>`); one whose end of data is written
+        gets its reply. Safe to call from another thread."""
+        self.client.interrupt()
 
     def send(self, mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> SendResult:
         """Send one message over this connection (message fields of :func:`send`)."""
@@ -116,11 +140,12 @@ class Session:
         lost, the messages not yet sent get that error (a
         :class:`~smtpstream.pool.Pool` would reconnect and go on).
         """
+        refuse_coroutine_function(on_result)
         batch = Batch(on_result=on_result)
-        jobs = (Job(i, fields) for i, fields in enumerate(messages))
+        take = batch.taker(messages)
 
         def fetch(now: bool):
-            for job in jobs:
+            while (job := take()) is not None:
                 spec = batch.spec(job)
                 if spec is not None:
                     return job, spec
@@ -132,12 +157,13 @@ class Session:
             lost = exc
         else:
             lost = SMTPServerDisconnected("the connection was lost before this message was sent")
-        for job in jobs:
+        while (job := take()) is not None:
             batch.fail(job, lost)
-        return batch.ordered()
+        return batch.conclude()
 
     def send_stream(self, fetch, done) -> None:
         """Low level: :meth:`Client.send_stream <smtpstream.smtp.client.Client.send_stream>` on this connection."""
+        self._reconnect()
         if self._sock is None:
             raise SMTPServerDisconnected("the session is closed")
         try:
@@ -147,9 +173,11 @@ class Session:
                 self._close_socket()
 
     def noop(self):
+        self._reconnect()
         return self._run(self.client.noop())
 
     def reset(self):
+        self._reconnect()
         return self._run(self.client.reset())
 
     @property
@@ -162,6 +190,10 @@ class Session:
 
     def close(self) -> None:
         """QUIT (when the connection still works) and close. Never raises for a failed QUIT."""
+        self._closed_by_caller = True
+        self._hang_up()
+
+    def _hang_up(self) -> None:
         if self._sock is None:
             return
         try:
@@ -181,6 +213,7 @@ class Session:
     # ---- internals
 
     def _send_spec(self, spec) -> SendResult:
+        self._reconnect()
         if self._sock is None:
             raise SMTPServerDisconnected("the session is closed")
         try:
@@ -219,7 +252,7 @@ class Session:
                 local_ip = None
             self._run(self.client.open(socket.gethostname(), local_ip if isinstance(local_ip, str) else None))
         except BaseException:
-            self.close()
+            self._hang_up()
             raise
 
     def _close_socket(self) -> None:

@@ -35,6 +35,7 @@ from .errors import (
     SMTPAuthenticationError,
     SMTPDataError,
     SMTPError,
+    SMTPInterrupted,
     SMTPNotSupportedError,
     SMTPProtocolError,
     SMTPRecipientsRefused,
@@ -43,6 +44,7 @@ from .errors import (
     SMTPServerDisconnected,
     SMTPSizeError,
     SMTPSourceError,
+    SMTPUnknownOutcome,
 )
 from .protocol import (
     NEED_DATA,
@@ -186,6 +188,10 @@ class _Transaction:
         self.final: Reply | None = None
         self.size = 0
         self.chunking = self.pipelining = False
+        #: Set before the write that carries the end of data (or BDAT LAST):
+        #: from then on a lost connection leaves the outcome unknown.
+        self.end_written = False
+        self.reported = False
 
     def record(self, reply: Reply) -> None:
         self.replies.append(reply)
@@ -279,6 +285,14 @@ class Client:
         # envelope: ("item", (key, spec) or None) or ("error", exception).
         self._fetch: Callable[[bool], Any] | None = None
         self._ahead: tuple[str, Any] | None = None
+        self._interrupted = False
+
+    def interrupt(self) -> None:
+        """Stop before the next body write: a message whose end of data is not
+        written yet is abandoned (the connection is dropped, so the server
+        discards it) and fails with :class:`SMTPInterrupted`; one whose end of
+        data is written still gets its reply. Safe to call from another thread."""
+        self._interrupted = True
 
     @property
     def usable(self) -> bool:
@@ -299,9 +313,15 @@ class Client:
                 exc.phase = action.phase
             raise
 
-    def _write(self, buffers: Iterable[Any], phase: str) -> Gen:
+    def _write(self, buffers: Iterable[Any], phase: str, ends: _Transaction | None = None) -> Gen:
+        """Write ``buffers``; ``ends`` is the transaction whose end of data is among them."""
+        if self._interrupted and phase == "body":
+            self._broken = True  # mid-body the only way to abort is to hang up
+            raise SMTPInterrupted("stopped before the end of data: not delivered", phase=phase)
         buffers = tuple(b for b in buffers if len(b))
         self._phase = phase
+        if ends is not None:
+            ends.end_written = True
         if buffers:
             yield from self._act(Write(buffers, self._timeout(phase), phase))
 
@@ -501,6 +521,7 @@ class Client:
         ``MAIL RCPT... BDAT n LAST`` in one write.
         """
         self._done, self._fetch, self._ahead = done, fetch, None
+        current: _Transaction | None = None
         try:
             while self.usable or (self._flight is not None and not self._broken):
                 try:
@@ -510,7 +531,7 @@ class Client:
                 if item is None:
                     break
                 key, spec = item
-                tx = _Transaction(key, spec)
+                tx = current = _Transaction(key, spec)
                 try:
                     yield from self._one(tx)
                 except SMTPError as exc:
@@ -518,6 +539,7 @@ class Client:
                 else:
                     if self._flight is not tx:
                         self._report(tx, *tx.verdict())
+                current = None
             try:
                 yield from self._flush()
             except SMTPError:
@@ -535,14 +557,28 @@ class Client:
             # a bug or KeyboardInterrupt mid-transaction: what is in flight is lost.
             if self._flight is not None or self.conn.pending or self.conn.state not in _IDLE:
                 self._broken = True
-            if self._flight is not None:
-                tx, self._flight, self._held = self._flight, None, []
-                self._report(tx, None, SMTPServerDisconnected(f"the dialogue was abandoned: {exc!r}", phase="end"))
+            flight, self._flight, self._held = self._flight, None, []
+            for tx in (flight, current):
+                if tx is not None and not tx.reported:
+                    self._report(tx, None, SMTPInterrupted(f"the dialogue was abandoned: {exc!r}", phase="end"))
+            ahead, self._ahead = self._ahead, None
+            if ahead is not None and ahead[0] == "item" and ahead[1] is not None:
+                self._done(ahead[1][0], None, SMTPInterrupted(
+                    f"the dialogue was abandoned before this message was sent: {exc!r}", phase="mail"))
             raise
         finally:
             self._done = self._fetch = self._ahead = None
 
     def _report(self, tx: _Transaction, result: SendResult | None, error: SMTPError | None) -> None:
+        tx.reported = True
+        if error is not None and tx.end_written and tx.final is None and error.reply is None \
+                and not isinstance(error, SMTPUnknownOutcome):
+            # RFC 1047: the end of data went out and no reply came back.
+            cause = error
+            error = SMTPUnknownOutcome(
+                f"the end of data was sent but its reply never came ({cause}): the message may or may"
+                " not have been delivered", phase="end")
+            error.__cause__ = cause
         for command in [c for c, owner in self._owners.items() if owner is tx]:
             del self._owners[command]  # replies still to come are of no interest now
         if self._done is not None:
@@ -587,7 +623,7 @@ class Client:
         """Write the held end of data of the message in flight and read its verdict."""
         held, self._held = self._held, []
         if held:
-            yield from self._write(held, "end")
+            yield from self._write(held, "end", ends=self._flight)
         yield from self._settle()
 
     def _flush_quietly(self) -> Gen:
@@ -686,7 +722,7 @@ class Client:
                 self._send(Data(), tx)
                 # The previous message's end of data, then this one's envelope: one write.
                 held, self._held = self._held, []
-                yield from self._write((*held, conn.data_to_send()), "mail")
+                yield from self._write((*held, conn.data_to_send()), "mail", ends=self._flight if held else None)
                 yield from self._look_ahead()  # building the next message overlaps the server's turn
                 yield from self._settle()
                 yield from self._drain()
@@ -743,7 +779,7 @@ class Client:
         if hold:
             self._held, self._flight = held, tx
             return
-        yield from self._write(held, "body")
+        yield from self._write(held, "body", ends=tx)
         self._file((yield from self._reply()))
 
     def _batch(self, chunks: Any) -> Gen:
@@ -783,7 +819,7 @@ class Client:
         buffers = conn.send_bdat(batch, last=True)
         self._own(tx)
         tx.size = conn.body_size
-        yield from self._write(buffers, "body")
+        yield from self._write(buffers, "body", ends=tx)
         if pipelining:
             yield from self._look_ahead()  # the next message is built while the server answers
         yield from self._drain()

@@ -27,6 +27,8 @@ __all__ = [
     "LocalProtocolError",
     "RemoteProtocolError",
     "SMTPServerDisconnected",
+    "SMTPUnknownOutcome",
+    "SMTPInterrupted",
     "SMTPTimeoutError",
     "SMTPTLSError",
     "SMTPNotSupportedError",
@@ -96,6 +98,21 @@ class RemoteProtocolError(SMTPProtocolError):
 class SMTPServerDisconnected(SMTPError, ConnectionError):
     """The connection failed or the server closed it (a 421 reply included).
     Whatever was in progress was not delivered."""
+
+    _temporary_default = True
+
+
+class SMTPUnknownOutcome(SMTPError):
+    """The connection was lost after the message's end of data was written and
+    before its reply was read (RFC 1047): the server may or may not have taken
+    the message. Neither ``temporary`` nor ``permanent``: resending it may
+    deliver it twice. ``__cause__`` is the failure that ended the connection."""
+
+
+class SMTPInterrupted(SMTPError):
+    """The caller stopped the send (Ctrl-C, a cancelled task, a pool told to
+    stop) before this message's end of data was written: not delivered, and
+    the connection was closed so that the server discards what it received."""
 
     _temporary_default = True
 
