@@ -57,14 +57,14 @@ def job_taker(batch: Batch, messages: Any):
     counter = itertools.count()
 
     async def pull() -> Job | None:
-        if batch.stopping:
+        if batch.stopping or batch.exhausted:
             return None
         try:
             fields = await iterator.__anext__()
         except StopAsyncIteration:
             return None
         except Exception as exc:
-            batch.stop(exc)
+            batch.source_failed(exc)
             return None
         return Job(next(counter), fields)
     return pull

@@ -49,6 +49,7 @@ would make it wait, an async iterable is not ready).
 from __future__ import annotations
 
 import math
+import signal
 import threading
 import time
 from collections import deque
@@ -106,6 +107,7 @@ class RateLimit:
         self._window = max(1.0, self.backoff_seconds)
         self._starts: deque[float] = deque()  # recent slot times, for the measured rate
         self._first = None
+        self.backoffs = 0  # slow spells started (for tests and statistics)
         self._lock = threading.Lock()
 
     def _in_force(self, now: float) -> float | None:
@@ -155,6 +157,7 @@ class RateLimit:
                 base = rate if rate is not None else self._measured(now)
                 self._slow_rate = max(self.floor, base * self.factor)
                 self._last_backoff = now
+                self.backoffs += 1
                 self._next = now + 1.0 / self._slow_rate
             self._slow_until = now + self.backoff_seconds
 
@@ -308,6 +311,17 @@ class _Settings:
                 batch.abandon(link.queue.popleft(), batch.interrupted(why))
 
 
+def _block_sigint() -> Any:
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def _restore_sigint(mask: Any) -> None:
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 class Pool(_Settings):
     """N blocking sessions on threads (see the module doc)."""
 
@@ -320,22 +334,44 @@ class Pool(_Settings):
         batch = self._batch(on_result)
         take = batch.taker(messages)
         links = [_Slot() for _ in range(self.connections)]
-        threads = [threading.Thread(target=self._work, args=(batch, take, link), daemon=True,
-                                    name=f"smtpstream-pool-{i}") for i, link in enumerate(links)]
+        # Workers count themselves out on this condition rather than being joined:
+        # Thread.join() interrupted by Ctrl-C may mark a running thread stopped
+        # (CPython 3.11), and the wait below must outlast that interrupt.
+        running = [0]
+        finished = threading.Condition()
+
+        def work(link: _Slot) -> None:
+            try:
+                self._work(batch, take, link)
+            finally:
+                with finished:
+                    running[0] -= 1
+                    finished.notify_all()
+
+        def wait() -> None:
+            with finished:
+                while running[0]:
+                    finished.wait()
+
         try:
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            # Ctrl-C is held back while the workers start (and they inherit the
+            # mask, so it always reaches this thread): every started worker is counted.
+            masked = _block_sigint()
+            try:
+                for i, link in enumerate(links):
+                    with finished:
+                        running[0] += 1
+                    threading.Thread(target=work, args=(link,), daemon=True, name=f"smtpstream-pool-{i}").start()
+            finally:
+                _restore_sigint(masked)
+            wait()
         except BaseException as exc:  # KeyboardInterrupt: stop gracefully, then let it go on
             batch.stop(exc)
             for link in links:
                 if link.session is not None:
                     link.session.interrupt()
             try:
-                for t in threads:
-                    if t.is_alive():
-                        t.join()
+                wait()
             except BaseException as again:  # interrupted again: stop waiting for replies
                 batch.give_up(again)
                 raise
@@ -431,22 +467,12 @@ class AsyncPool(_Settings):
         batch = self._batch(results.callback)
         results.batch = batch
         if hasattr(messages, "__aiter__"):
-            source = messages.__aiter__()
-            lock = asyncio.Lock()
-            counter = iter(range(1 << 62))
+            pull = aio.job_taker(batch, messages)
+            lock = asyncio.Lock()  # an async generator cannot be advanced by two tasks at once
 
             async def take() -> Job | None:
                 async with lock:
-                    if batch.stopping:
-                        return None
-                    try:
-                        fields = await source.__anext__()
-                    except StopAsyncIteration:
-                        return None
-                    except Exception as exc:
-                        batch.stop(exc)
-                        return None
-                    return Job(next(counter), fields)
+                    return await pull()
         else:
             take_now = batch.taker(messages)
             take = None

@@ -190,9 +190,18 @@ class Batch:
         self.open: dict[int, Job] = {}
         #: True once no new message may start (an interrupt, a failure of the caller's code).
         self.stopping = False
+        #: True once the caller's iterator of messages raised.
+        self.exhausted = False
         #: The exception to raise once every known outcome is reported.
         self.failure: BaseException | None = None
         self._closed = False
+
+    def source_failed(self, failure: BaseException) -> None:
+        """The caller's iterator of messages raised: take no more; the messages already
+        taken are still sent, then ``failure`` is raised."""
+        self.exhausted = True
+        if self.failure is None:
+            self.failure = failure
 
     def stop(self, failure: BaseException | None = None) -> None:
         """Start no new message; remember the first ``failure`` to raise at the end."""
@@ -301,14 +310,14 @@ class Batch:
 
         def take() -> Job | None:
             with lock:
-                if self.stopping:
+                if self.stopping or self.exhausted:
                     return None
                 try:
                     fields = next(items)
                 except StopIteration:
                     return None
                 except Exception as exc:
-                    self.stop(exc)
+                    self.source_failed(exc)
                     return None
                 return Job(next(counter), fields)
         return take
