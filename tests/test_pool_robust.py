@@ -363,3 +363,117 @@ def test_the_breaker_admits_one_probe_until_a_connection_succeeds():
         assert breaker.admit() == "go"
         breaker.failure(error)
     assert breaker.admit() is error
+
+
+# ------------------------------------------------------------------ sessions
+
+
+class CloseAfter(RelayHandler):
+    """Says 421 to the command after each ``n``-th delivered message, closing the connection."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if getattr(session, "delivered", 0) >= self.n:
+            return "421 4.4.2 closing: too many messages on this connection"
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+    async def handle_DATA(self, server, session, envelope):
+        session.delivered = getattr(session, "delivered", 0) + 1
+        return await super().handle_DATA(server, session, envelope)
+
+
+class BothSessions:
+    kind = ""
+
+    def session_run(self, port, body):
+        """Run ``body(session)`` (a plain function or a coroutine function) on an open session."""
+        if self.kind == "blocking":
+            with smtp.Session(server=HOST, port=port, timeout=SAFETY_TIMEOUT) as session:
+                return body(session)
+
+        async def main():
+            async with aio.Session(server=HOST, port=port, timeout=SAFETY_TIMEOUT) as session:
+                return await body(session)
+        return asyncio.run(main())
+
+    def test_a_session_reopens_after_the_server_closed_it(self):
+        handler = CloseAfter(1)
+        m = messages(3)
+
+        if self.kind == "blocking":
+            def body(session):
+                first = session.send(m[0])
+                with pytest.raises(SMTPServerDisconnected):
+                    session.send(m[1])  # the 421: this one is not sent
+                assert session.closed
+                second = session.send(m[1])  # a new connection
+                [refused] = session.send_many([m[2]])  # its 421: that message's result
+                return first, second, refused, session.send_many([m[2]])
+        else:
+            async def body(session):
+                first = await session.send(m[0])
+                with pytest.raises(SMTPServerDisconnected):
+                    await session.send(m[1])
+                assert session.closed
+                second = await session.send(m[1])
+                [refused] = await session.send_many([m[2]])
+                return first, second, refused, await session.send_many([m[2]])
+
+        with running(handler) as port:
+            first, second, refused, [third] = self.session_run(port, body)
+        assert first.code == second.code == 250 and third.ok
+        assert not refused.ok and refused.error.code == 421 and refused.deferred == ("r2@example.com",)
+        assert [e.rcpt_tos[0] for e in handler.box] == ["r0@example.com", "r1@example.com", "r2@example.com"]
+        assert handler.connections == 3
+
+    def test_a_closed_session_stays_closed_until_open(self):
+        handler = RelayHandler()
+        m = messages(2)
+        with running(handler) as port:
+            if self.kind == "blocking":
+                session = smtp.Session(server=HOST, port=port)  # connects here
+                assert handler.connections == 1
+                session.close()
+                with pytest.raises(SMTPServerDisconnected, match="closed"):
+                    session.send(m[0])
+                session.open().send(m[1])
+                session.close()
+            else:
+                async def main():
+                    session = aio.Session(server=HOST, port=port)
+                    await session.open()
+                    await session.close()
+                    with pytest.raises(SMTPServerDisconnected, match="closed"):
+                        await session.send(m[0])
+                    await (await session.open()).send(m[1])
+                    await session.close()
+                asyncio.run(main())
+        assert [e.rcpt_tos[0] for e in handler.box] == ["r1@example.com"] and handler.connections == 2
+
+    def test_keys_and_bad_items_on_a_session(self):
+        handler = RelayHandler()
+        items = messages(3, key=True)
+        items.insert(1, None)
+
+        if self.kind == "blocking":
+            def body(session):
+                return session.send_many(items)
+        else:
+            async def body(session):
+                return await session.send_many(items)
+
+        with running(handler) as port:
+            results = self.session_run(port, body)
+        assert [r.key for r in results] == [("invoice", 0), None, ("invoice", 1), ("invoice", 2)]
+        assert [r.ok for r in results] == [True, False, True, True] and len(handler.box) == 3
+
+
+class TestBlockingSession(BothSessions):
+    kind = "blocking"
+
+
+class TestAsyncSession(BothSessions):
+    kind = "async"
