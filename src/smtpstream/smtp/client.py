@@ -131,7 +131,12 @@ class Poll:
 
 @dataclass(frozen=True, slots=True)
 class UpgradeTLS:
-    """Do the TLS handshake on the connection now (after STARTTLS's 220)."""
+    """Do the TLS handshake on the connection now (after STARTTLS's 220) and send back None.
+
+    Bytes already received in clear and not yet given to the dialogue are
+    sent back instead, without a handshake (``b""`` when the connection
+    closed): the engine refuses them (RFC 3207 5).
+    """
 
     timeout: float
     phase: str = "starttls"
@@ -398,7 +403,12 @@ class Client:
             if "STARTTLS" in self.conn.extensions:
                 reply = yield from self._exchange(StartTLS())
                 if reply.positive:
-                    yield from self._act(UpgradeTLS(self._timeout("starttls")))
+                    early = yield from self._act(UpgradeTLS(self._timeout("starttls")))
+                    if early is not None:  # bytes in clear after the 220: the engine refuses them
+                        self._receive(early)
+                        self._broken = True
+                        raise SMTPServerDisconnected("the server closed the connection instead of"
+                                                     " starting TLS", phase="starttls")
                     self.conn.tls_started()
                     self.secure = True
                     yield from self._say_hello(domain)

@@ -1,0 +1,74 @@
+"""A hostile server's view (issue 12): false successes, injections, unbounded buffers.
+
+Where timing matters the server runs in a process of its own
+(``hostile_server.py``): a thread's busy-wait would hold the interpreter lock
+and close the window the attack needs.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import ssl
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from smtpstream import aio, smtp
+from smtpstream.smtp import RemoteProtocolError, SMTPError
+
+from smtp_servers import HOST, make_certificate
+
+HOSTILE = os.path.join(os.path.dirname(__file__), "hostile_server.py")
+
+
+@contextlib.contextmanager
+def hostile(*args: str):
+    """Run ``hostile_server.py MODE ARGS`` in its own process; yield its port."""
+    proc = subprocess.Popen([sys.executable, HOSTILE, *args], stdout=subprocess.PIPE, text=True)
+    try:
+        yield int(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+def deliver(transport: str, **fields):
+    """``smtp.send`` or ``aio.send`` with these fields: the SendResult or the SMTPError."""
+    try:
+        if transport == "aio":
+            return asyncio.run(aio.send(**fields))
+        return smtp.send(**fields)
+    except SMTPError as exc:
+        return exc
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    return make_certificate(str(tmp_path_factory.mktemp("hostile-tls")))
+
+
+# ------------------------------------------------------------------ 1. STARTTLS response injection
+
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_replies_in_clear_after_the_starttls_go_ahead_fail_the_session(certificate, transport):
+    # CVE-2011-0411 the other way round: plaintext replies slipped in after
+    # "220 go ahead" must never be read as the first replies over TLS.
+    cert, key = certificate
+    context = ssl.create_default_context(cafile=cert)
+    outcomes: Counter = Counter()
+    # Today's main: about one attempt in eight delivered "FORGED" over asyncio
+    # at these gaps (a loop turn between the 220 and the handshake).
+    for gap_us in ("0", "5", "10", "20", "30"):
+        with hostile("starttls-inject", cert, key, gap_us) as port:
+            for _ in range(25):
+                got = deliver(transport, server=HOST, port=port, ssl_context=context, timeout=5,
+                              from_="a@example.com", rcpt="b@example.com",
+                              source=[b"Subject: x\r\n\r\nbody\r\n"])
+                name = type(got).__name__
+                outcomes[f"{gap_us}us {name} {getattr(got, 'queue_id', '')}".rstrip()] += 1
+                assert isinstance(got, RemoteProtocolError), (got, outcomes)
+    print(f"\n{transport}: {dict(outcomes)}")
