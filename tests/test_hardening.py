@@ -16,10 +16,11 @@ from collections import Counter
 
 import pytest
 
-from smtpstream import aio, smtp
-from smtpstream.smtp import RemoteProtocolError, SMTPError
+from smtpstream import aio, ltn12, smtp
+from smtpstream.message import attachment
+from smtpstream.smtp import RemoteProtocolError, SMTPError, SMTPSourceError
 
-from smtp_servers import HOST, make_certificate
+from smtp_servers import HOST, ScriptedServer, make_certificate
 
 HOSTILE = os.path.join(os.path.dirname(__file__), "hostile_server.py")
 
@@ -72,3 +73,48 @@ def test_replies_in_clear_after_the_starttls_go_ahead_fail_the_session(certifica
                 outcomes[f"{gap_us}us {name} {getattr(got, 'queue_id', '')}".rstrip()] += 1
                 assert isinstance(got, RemoteProtocolError), (got, outcomes)
     print(f"\n{transport}: {dict(outcomes)}")
+
+
+# ------------------------------------------------------------------ 2. a message() sent again
+
+def _big_message(tmp_path):
+    path = tmp_path / "report.bin"
+    path.write_bytes(os.urandom(3 << 20))
+    return smtp.message({
+        "headers": {"from": "a@example.com", "to": "b@example.com", "subject": "again"},
+        "body": {1: {"body": "see attached"}, 2: attachment(str(path))},
+    })
+
+
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_a_message_sent_again_is_sent_whole(tmp_path, transport):
+    source = _big_message(tmp_path)
+    whole = b"".join(_big_message_bytes(source))
+    with ScriptedServer(drop_in_data=True) as dying:  # the first attempt dies mid-body
+        assert isinstance(deliver(transport, server=HOST, port=dying.port, source=source), SMTPError)
+    with ScriptedServer(extensions=("PIPELINING", "SIZE 100000000")) as server:
+        first = deliver(transport, server=HOST, port=server.port, source=source)
+        second = deliver(transport, server=HOST, port=server.port, source=source)
+    assert not isinstance(first, SMTPError) and not isinstance(second, SMTPError), (first, second)
+    assert [m.content for m in server.messages] == [whole, whole]
+    assert [m.mail_params for m in server.messages] == [[f"SIZE={len(whole)}"]] * 2
+
+
+def _big_message_bytes(source):
+    chunks = list(source)
+    source.rewind()
+    return chunks
+
+
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_a_consumed_one_shot_message_is_refused_before_mail(transport):
+    source = smtp.message({
+        "headers": {"from": "a@example.com", "to": "b@example.com", "subject": "once"},
+        "body": ltn12.source.string(b"read once\r\n"),
+    })
+    with ScriptedServer() as server:
+        assert not isinstance(deliver(transport, server=HOST, port=server.port, source=source), SMTPError)
+        again = deliver(transport, server=HOST, port=server.port, source=source)
+    assert isinstance(again, SMTPSourceError), again
+    assert len(server.messages) == 1
+    assert sum(line.startswith(b"MAIL") for line in server.lines) == 1
