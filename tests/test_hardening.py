@@ -118,3 +118,33 @@ def test_a_consumed_one_shot_message_is_refused_before_mail(transport):
     assert isinstance(again, SMTPSourceError), again
     assert len(server.messages) == 1
     assert sum(line.startswith(b"MAIL") for line in server.lines) == 1
+
+
+# ------------------------------------------------------------------ 3. sources that reuse their buffer
+
+def _refilled(blocks: int, view: bool):
+    """The readinto pattern: one bytearray, refilled and yielded again for every block."""
+    buffer = bytearray(4096)
+    for i in range(blocks):
+        buffer[:] = b"".join(b"block %05d line %02d %s\r\n" % (i, j, b"x" * 40) for j in range(64))[:4096]
+        yield memoryview(buffer) if view else buffer
+
+
+def _refilled_bytes(blocks: int) -> bytes:
+    return b"".join(bytes(b) for b in _refilled(blocks, view=False))
+
+
+@pytest.mark.parametrize("view", [False, True], ids=["bytearray", "memoryview"])
+@pytest.mark.parametrize("extensions", [(), ("PIPELINING",), ("CHUNKING",), ("PIPELINING", "CHUNKING")],
+                         ids=["data", "data-pipelined", "bdat", "bdat-pipelined"])
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_a_source_that_reuses_its_buffer_arrives_intact(transport, extensions, view):
+    blocks = 600  # 2.4 MB: several BDAT commands of 1 MiB
+    with ScriptedServer(extensions=extensions) as server:
+        got = deliver(transport, server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com",
+                      source=_refilled(blocks, view))
+    assert not isinstance(got, SMTPError), got
+    (stored,) = server.messages
+    assert stored.mode == ("BDAT" if "CHUNKING" in extensions else "DATA")
+    assert stored.content == _refilled_bytes(blocks)
+

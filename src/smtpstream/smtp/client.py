@@ -765,6 +765,10 @@ class Client:
             chunk = next(chunks, None) if pull is None else (yield Fetch(pull))
             if chunk is None:
                 return batch, True
+            if not isinstance(chunk, bytes):
+                # Framed only when the batch is full: a source that refills one
+                # bytearray (the readinto pattern) would have overwritten it by then.
+                chunk = bytes(chunk)
             batch.append(chunk)
             total += len(chunk)
         return batch, False
