@@ -14,6 +14,8 @@ Modes:
 * ``flood MIB``: after DATA's 354 it stops reading and sends MIB MiB with
   no line end, then waits for the client to give up.
 * ``drip DELAY``: answers MAIL one byte every DELAY seconds.
+* ``replies MAIL RCPT FINAL``: answers MAIL, RCPT and the end of data with
+  these reply lines.
 """
 from __future__ import annotations
 
@@ -118,7 +120,26 @@ def drip(conn, delay: str) -> None:
     })
 
 
-MODES = {"starttls-inject": starttls_inject, "flood": flood, "drip": drip}
+def replies(conn, mail: str, rcpt: str, final: str) -> None:
+    def body(peer: _Peer) -> None:
+        peer.say(b"354 go ahead\r\n")
+        while peer.line() != b".":
+            pass
+        peer.say(final.encode() + b"\r\n")
+
+    peer = _Peer(conn)
+    peer.say(b"220 hostile.example ESMTP\r\n")
+    _dialogue(peer, {
+        b"EHLO": b"250 hostile.example\r\n",
+        b"MAIL": mail.encode() + b"\r\n",
+        b"RCPT": rcpt.encode() + b"\r\n",
+        b"DATA": body,
+        b"RSET": b"250 2.0.0 ok\r\n",
+        b"QUIT": b"221 2.0.0 bye\r\n",
+    })
+
+
+MODES = {"starttls-inject": starttls_inject, "flood": flood, "drip": drip, "replies": replies}
 
 
 def main(argv: list[str]) -> None:

@@ -148,3 +148,27 @@ def test_a_source_that_reuses_its_buffer_arrives_intact(transport, extensions, v
     assert stored.mode == ("BDAT" if "CHUNKING" in extensions else "DATA")
     assert stored.content == _refilled_bytes(blocks)
 
+
+# ------------------------------------------------------------------ 4. only 250 completes
+
+@pytest.mark.parametrize("mail, rcpt, final", [
+    ("250 2.1.0 ok", "250 2.1.5 ok", "221 2.0.0 bye"),
+    ("250 2.1.0 ok", "250 2.1.5 ok", "220 2.0.0 ready"),
+    ("250 2.1.0 ok", "250 2.1.5 ok", "299 2.0.0 queued as WHAT"),
+    ("220 2.1.0 ok", "250 2.1.5 ok", "250 2.0.0 queued as X"),
+    ("250 2.1.0 ok", "221 2.1.5 ok", "250 2.0.0 queued as X"),
+], ids=["end-221", "end-220", "end-299", "mail-220", "rcpt-221"])
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_a_positive_reply_other_than_250_is_not_a_delivery(transport, mail, rcpt, final):
+    with hostile("replies", mail, rcpt, final) as port:
+        got = deliver(transport, server=HOST, port=port, from_="a@example.com", rcpt="b@example.com",
+                      source=[b"Subject: x\r\n\r\nbody\r\n"])
+    assert isinstance(got, RemoteProtocolError), got
+    assert got.phase in (("mail",) if mail[:3] != "250" else ("rcpt",) if rcpt[:3] != "250" else ("body", "end"))
+
+
+def test_251_accepts_a_recipient():
+    with hostile("replies", "250 2.1.0 ok", "251 2.1.5 forwarded", "250 2.0.0 queued as Y") as port:
+        got = deliver("blocking", server=HOST, port=port, from_="a@example.com", rcpt="b@example.com",
+                      source=[b"Subject: x\r\n\r\nbody\r\n"])
+    assert got.queue_id == "Y" and got.accepted == ("b@example.com",)
