@@ -410,9 +410,12 @@ class Session:
         loop = asyncio.get_running_loop()
         link = self._link
         try:
-            transport = await asyncio.wait_for(
-                loop.start_tls(self._transport, link, context, server_hostname=self.settings.server), timeout
-            )
+            # In this task, not wait_for's (a task of its own on 3.11): start_tls
+            # stops reading before the loop turns again, so nothing received in
+            # clear after the dialogue's last look can reach the link.
+            async with asyncio.timeout(timeout):
+                transport = await loop.start_tls(self._transport, link, context,
+                                                 server_hostname=self.settings.server)
         except (OSError, asyncio.TimeoutError) as exc:
             raise translate(exc, phase, timeout) from exc
         if transport is None:
@@ -475,6 +478,8 @@ class Session:
                 return link.take()
             return b"" if link.eof else None
         if kind is UpgradeTLS:
+            if link.buffer or link.eof:  # received in clear after the 220: no handshake
+                return link.take()
             await self._start_tls(action.timeout, action.phase)
             return None
         raise TypeError(f"unknown action {action!r}")  # pragma: no cover

@@ -7,9 +7,13 @@ from __future__ import annotations
 import socket
 import ssl
 
-from .errors import SMTPError, SMTPServerDisconnected, SMTPTimeoutError, SMTPTLSError
+from .errors import RemoteProtocolError, SMTPError, SMTPServerDisconnected, SMTPTimeoutError, SMTPTLSError
 
 __all__ = ["translate"]
+
+#: OpenSSL's reasons for a handshake that met bytes which are not TLS records.
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG",
+                      "UNKNOWN_PROTOCOL", "HTTP_REQUEST", "WRONG_SSL_VERSION"})
 
 
 def translate(exc: BaseException, phase: str, timeout: float) -> SMTPError:
@@ -21,6 +25,11 @@ def translate(exc: BaseException, phase: str, timeout: float) -> SMTPError:
         return SMTPTLSError(f"TLS certificate verification failed: {exc.verify_message}", phase=phase)
     if isinstance(exc, (ssl.SSLZeroReturnError, ssl.SSLEOFError)) and phase not in ("connect", "starttls"):
         return SMTPServerDisconnected(f"the server closed the TLS connection ({exc})", phase=phase)
+    if isinstance(exc, ssl.SSLError) and phase == "starttls" and exc.reason in _NOT_TLS:
+        # RFC 3207 5: nothing may come in clear between the 220 and the
+        # handshake; bytes that did were injected (CVE-2011-0411 class).
+        return RemoteProtocolError(f"the server sent bytes in clear after the STARTTLS go-ahead ({exc})",
+                                   phase=phase)
     if isinstance(exc, ssl.SSLError):
         return SMTPTLSError(f"TLS failed: {exc}", phase=phase)
     detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

@@ -17,7 +17,8 @@ file. ``protocol.py`` only looks the tables up.
   belongs to a finished transaction and changes nothing (so a refusal of
   the MAIL before an RSET cannot cancel the MAIL after it).
 * :data:`OUTCOMES` -- which reply classes each verb can get; any other
-  (a 354 to MAIL, a 250 to DATA) is a :class:`RemoteProtocolError`.
+  (a 354 to MAIL, a 250 to DATA) is a :class:`RemoteProtocolError`; so is
+  a positive code other than :data:`COMPLETES` lists (a 221 to the end of data).
 * :data:`GROUP_ENDERS` -- verbs after which nothing may be sent until every
   reply is in (RFC 2920 3.1, RFC 3207 4, RFC 4954 4). The end of data is not
   one: the next message's MAIL may follow it (pipelining across messages);
@@ -36,7 +37,7 @@ from enum import Enum
 
 __all__ = [
     "State", "Verb", "Outcome", "SEND", "REPLY", "OUTCOMES", "NEUTRAL", "NEW_TRANSACTION",
-    "GROUP_ENDERS", "TLS_STARTED", "outcome_of",
+    "GROUP_ENDERS", "TLS_STARTED", "COMPLETES", "outcome_of",
 ]
 
 
@@ -216,6 +217,19 @@ OUTCOMES: dict[Verb, frozenset[Outcome]] = {
 }
 OUTCOMES[V.AUTH] = OUTCOMES[V.AUTH_RESPONSE] = frozenset({OK, MORE, NO})
 OUTCOMES[V.DATA] = frozenset({MORE, NO})
+
+#: The codes that complete a verb (RFC 5321 4.3.2, RFC 3030, RFC 3207): any other
+#: 2xx or 3xx to it (a 221 or 299 after the end of data, a 220 to MAIL) is the
+#: server's protocol error, never a success.
+COMPLETES: dict[Verb, frozenset[int]] = {
+    V.MAIL: frozenset({250}),
+    V.RCPT: frozenset({250, 251}),
+    V.DATA: frozenset({354}),
+    V.END_DATA: frozenset({250}),
+    V.BDAT: frozenset({250}),
+    V.BDAT_LAST: frozenset({250}),
+    V.STARTTLS: frozenset({220}),
+}
 
 REPLY: dict[tuple[State, Verb, Outcome], State | None] = {}
 for _state, _verb, _outcomes, _next in _REPLY_RULES:

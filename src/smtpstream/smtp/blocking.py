@@ -322,6 +322,8 @@ class Session:
             sock.settimeout(action.timeout)
             return sock.recv(RECV_SIZE)
         if type(action) is UpgradeTLS:
+            if self._readable():  # before our ClientHello the server has nothing to say
+                return sock.recv(RECV_SIZE)
             self._start_tls(action.timeout, action.phase)
             return None
         raise TypeError(f"unknown action {action!r}")  # pragma: no cover

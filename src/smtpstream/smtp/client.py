@@ -133,7 +133,12 @@ class Poll:
 
 @dataclass(frozen=True, slots=True)
 class UpgradeTLS:
-    """Do the TLS handshake on the connection now (after STARTTLS's 220)."""
+    """Do the TLS handshake on the connection now (after STARTTLS's 220) and send back None.
+
+    Bytes already received in clear and not yet given to the dialogue are
+    sent back instead, without a handshake (``b""`` when the connection
+    closed): the engine refuses them (RFC 3207 5).
+    """
 
     timeout: float
     phase: str = "starttls"
@@ -418,7 +423,12 @@ class Client:
             if "STARTTLS" in self.conn.extensions:
                 reply = yield from self._exchange(StartTLS())
                 if reply.positive:
-                    yield from self._act(UpgradeTLS(self._timeout("starttls")))
+                    early = yield from self._act(UpgradeTLS(self._timeout("starttls")))
+                    if early is not None:  # bytes in clear after the 220: the engine refuses them
+                        self._receive(early)
+                        self._broken = True
+                        raise SMTPServerDisconnected("the server closed the connection instead of"
+                                                     " starting TLS", phase="starttls")
                     self.conn.tls_started()
                     self.secure = True
                     yield from self._say_hello(domain)
@@ -572,8 +582,9 @@ class Client:
     def _report(self, tx: _Transaction, result: SendResult | None, error: SMTPError | None) -> None:
         tx.reported = True
         if error is not None and tx.end_written and tx.final is None and error.reply is None \
-                and not isinstance(error, SMTPUnknownOutcome):
-            # RFC 1047: the end of data went out and no reply came back.
+                and not isinstance(error, (SMTPUnknownOutcome, SMTPProtocolError)):
+            # RFC 1047: the end of data went out and no reply came back (a reply
+            # that breaks the protocol is an answer, not a delivery: RFC 5321 4.3.2).
             cause = error
             error = SMTPUnknownOutcome(
                 f"the end of data was sent but its reply never came ({cause}): the message may or may"
@@ -791,6 +802,10 @@ class Client:
             chunk = next(chunks, None) if pull is None else (yield Fetch(pull))
             if chunk is None:
                 return batch, True
+            if not isinstance(chunk, bytes):
+                # Framed only when the batch is full: a source that refills one
+                # bytearray (the readinto pattern) would have overwritten it by then.
+                chunk = bytes(chunk)
             batch.append(chunk)
             total += len(chunk)
         return batch, False

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, Iterator
 
 from .. import ltn12
+from ..message import MessageSource
 from . import auth
 from .errors import LocalProtocolError, SMTPSourceError
 from .protocol import check_address, check_domain
@@ -317,7 +318,9 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
     ``from`` and ``rcpt`` default to the ``sender`` and ``recipients`` of a
     :class:`~smtpstream.message.MessageSource` (To, Cc and Bcc). Every
     address is checked here: CR, LF, NUL or another control character is a
-    :class:`LocalProtocolError` before any connection is made.
+    :class:`LocalProtocolError` before any connection is made. A message()
+    source read before is rewound, or refused (:class:`SMTPSourceError`)
+    when it cannot be read again: it is sent whole or not at all.
     """
     unknown = sorted(set(fields) - MESSAGE_FIELDS)
     if unknown:
@@ -325,6 +328,14 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
     if fields.get("source") is None:
         raise TypeError("send: 'source' is required (an iterable of byte chunks or a callable source)")
     source = fields["source"]
+    if isinstance(source, MessageSource) and source.started:
+        # Read before (a send that failed midway, or one that went through):
+        # its tail under the whole message's SIZE would be stored as the message.
+        if not source.replayable:
+            raise SMTPSourceError(
+                "this message() source was read before and has a part from a one-shot source:"
+                " build it again to send it again (nothing was sent)", phase="mail")
+        source.rewind()
     sender = fields.get("from")
     if sender is None:
         sender = getattr(source, "sender", None)

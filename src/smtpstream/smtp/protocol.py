@@ -38,6 +38,7 @@ from typing import ClassVar, Iterable, Sequence, Union
 
 from .. import filters
 from ._state import (
+    COMPLETES,
     GROUP_ENDERS,
     NEUTRAL,
     NEW_TRANSACTION,
@@ -464,6 +465,10 @@ class ClientConnection:
         outcome = outcome_of(reply.code)
         if outcome not in OUTCOMES[verb]:
             self._fail(RemoteProtocolError(f"reply {reply.code} cannot answer {verb.value}"))
+        if outcome is not Outcome.NO and reply.code not in COMPLETES.get(verb, (reply.code,)):
+            self._fail(RemoteProtocolError(
+                f"reply {reply.code} cannot answer {verb.value}: only {'/'.join(map(str, sorted(COMPLETES[verb])))}"
+                " completes it (RFC 5321 4.3.2)"))
         if reply.code == 421:
             self._state = State.CLOSED
             return

@@ -1,0 +1,174 @@
+"""A hostile server's view (issue 12): false successes, injections, unbounded buffers.
+
+Where timing matters the server runs in a process of its own
+(``hostile_server.py``): a thread's busy-wait would hold the interpreter lock
+and close the window the attack needs.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import ssl
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from smtpstream import aio, ltn12, smtp
+from smtpstream.message import attachment
+from smtpstream.smtp import RemoteProtocolError, SMTPError, SMTPSourceError
+
+from smtp_servers import HOST, ScriptedServer, make_certificate
+
+HOSTILE = os.path.join(os.path.dirname(__file__), "hostile_server.py")
+
+
+@contextlib.contextmanager
+def hostile(*args: str):
+    """Run ``hostile_server.py MODE ARGS`` in its own process; yield its port."""
+    proc = subprocess.Popen([sys.executable, HOSTILE, *args], stdout=subprocess.PIPE, text=True)
+    try:
+        yield int(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+def deliver(transport: str, **fields):
+    """``smtp.send`` or ``aio.send`` with these fields: the SendResult or the SMTPError."""
+    try:
+        if transport == "aio":
+            return asyncio.run(aio.send(**fields))
+        return smtp.send(**fields)
+    except SMTPError as exc:
+        return exc
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    return make_certificate(str(tmp_path_factory.mktemp("hostile-tls")))
+
+
+# ------------------------------------------------------------------ 1. STARTTLS response injection
+
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_replies_in_clear_after_the_starttls_go_ahead_fail_the_session(certificate, transport):
+    # CVE-2011-0411 the other way round: plaintext replies slipped in after
+    # "220 go ahead" must never be read as the first replies over TLS.
+    cert, key = certificate
+    context = ssl.create_default_context(cafile=cert)
+    outcomes: Counter = Counter()
+    # Today's main: about one attempt in eight delivered "FORGED" over asyncio
+    # at these gaps (a loop turn between the 220 and the handshake).
+    for gap_us in ("0", "5", "10", "20", "30"):
+        with hostile("starttls-inject", cert, key, gap_us) as port:
+            for _ in range(25):
+                got = deliver(transport, server=HOST, port=port, ssl_context=context, timeout=5,
+                              from_="a@example.com", rcpt="b@example.com",
+                              source=[b"Subject: x\r\n\r\nbody\r\n"])
+                name = type(got).__name__
+                outcomes[f"{gap_us}us {name} {getattr(got, 'queue_id', '')}".rstrip()] += 1
+                assert isinstance(got, RemoteProtocolError), (got, outcomes)
+    print(f"\n{transport}: {dict(outcomes)}")
+
+
+# ------------------------------------------------------------------ 2. a message() sent again
+
+def _big_message(tmp_path):
+    path = tmp_path / "report.bin"
+    path.write_bytes(os.urandom(3 << 20))
+    return smtp.message({
+        "headers": {"from": "a@example.com", "to": "b@example.com", "subject": "again"},
+        "body": {1: {"body": "see attached"}, 2: attachment(str(path))},
+    })
+
+
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_a_message_sent_again_is_sent_whole(tmp_path, transport):
+    source = _big_message(tmp_path)
+    whole = b"".join(_big_message_bytes(source))
+    with ScriptedServer(drop_in_data=True) as dying:  # the first attempt dies mid-body
+        assert isinstance(deliver(transport, server=HOST, port=dying.port, source=source), SMTPError)
+    with ScriptedServer(extensions=("PIPELINING", "SIZE 100000000")) as server:
+        first = deliver(transport, server=HOST, port=server.port, source=source)
+        second = deliver(transport, server=HOST, port=server.port, source=source)
+    assert not isinstance(first, SMTPError) and not isinstance(second, SMTPError), (first, second)
+    assert [m.content for m in server.messages] == [whole, whole]
+    assert [m.mail_params for m in server.messages] == [[f"SIZE={len(whole)}"]] * 2
+
+
+def _big_message_bytes(source):
+    chunks = list(source)
+    source.rewind()
+    return chunks
+
+
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_a_consumed_one_shot_message_is_refused_before_mail(transport):
+    source = smtp.message({
+        "headers": {"from": "a@example.com", "to": "b@example.com", "subject": "once"},
+        "body": ltn12.source.string(b"read once\r\n"),
+    })
+    with ScriptedServer() as server:
+        assert not isinstance(deliver(transport, server=HOST, port=server.port, source=source), SMTPError)
+        again = deliver(transport, server=HOST, port=server.port, source=source)
+    assert isinstance(again, SMTPSourceError), again
+    assert len(server.messages) == 1
+    assert sum(line.startswith(b"MAIL") for line in server.lines) == 1
+
+
+# ------------------------------------------------------------------ 3. sources that reuse their buffer
+
+def _refilled(blocks: int, view: bool):
+    """The readinto pattern: one bytearray, refilled and yielded again for every block."""
+    buffer = bytearray(4096)
+    for i in range(blocks):
+        buffer[:] = b"".join(b"block %05d line %02d %s\r\n" % (i, j, b"x" * 40) for j in range(64))[:4096]
+        yield memoryview(buffer) if view else buffer
+
+
+def _refilled_bytes(blocks: int) -> bytes:
+    return b"".join(bytes(b) for b in _refilled(blocks, view=False))
+
+
+@pytest.mark.parametrize("view", [False, True], ids=["bytearray", "memoryview"])
+@pytest.mark.parametrize("extensions", [(), ("PIPELINING",), ("CHUNKING",), ("PIPELINING", "CHUNKING")],
+                         ids=["data", "data-pipelined", "bdat", "bdat-pipelined"])
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_a_source_that_reuses_its_buffer_arrives_intact(transport, extensions, view):
+    blocks = 600  # 2.4 MB: several BDAT commands of 1 MiB
+    with ScriptedServer(extensions=extensions) as server:
+        got = deliver(transport, server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com",
+                      source=_refilled(blocks, view))
+    assert not isinstance(got, SMTPError), got
+    (stored,) = server.messages
+    assert stored.mode == ("BDAT" if "CHUNKING" in extensions else "DATA")
+    assert stored.content == _refilled_bytes(blocks)
+
+
+# ------------------------------------------------------------------ 4. only 250 completes
+
+@pytest.mark.parametrize("mail, rcpt, final", [
+    ("250 2.1.0 ok", "250 2.1.5 ok", "221 2.0.0 bye"),
+    ("250 2.1.0 ok", "250 2.1.5 ok", "220 2.0.0 ready"),
+    ("250 2.1.0 ok", "250 2.1.5 ok", "299 2.0.0 queued as WHAT"),
+    ("220 2.1.0 ok", "250 2.1.5 ok", "250 2.0.0 queued as X"),
+    ("250 2.1.0 ok", "221 2.1.5 ok", "250 2.0.0 queued as X"),
+], ids=["end-221", "end-220", "end-299", "mail-220", "rcpt-221"])
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_a_positive_reply_other_than_250_is_not_a_delivery(transport, mail, rcpt, final):
+    with hostile("replies", mail, rcpt, final) as port:
+        got = deliver(transport, server=HOST, port=port, from_="a@example.com", rcpt="b@example.com",
+                      source=[b"Subject: x\r\n\r\nbody\r\n"])
+    assert isinstance(got, RemoteProtocolError), got
+    assert got.phase in (("mail",) if mail[:3] != "250" else ("rcpt",) if rcpt[:3] != "250" else ("body", "end"))
+
+
+def test_251_accepts_a_recipient():
+    with hostile("replies", "250 2.1.0 ok", "251 2.1.5 forwarded", "250 2.0.0 queued as Y") as port:
+        got = deliver("blocking", server=HOST, port=port, from_="a@example.com", rcpt="b@example.com",
+                      source=[b"Subject: x\r\n\r\nbody\r\n"])
+    assert got.queue_id == "Y" and got.accepted == ("b@example.com",)
