@@ -292,6 +292,8 @@ def _leaf_body(body: Any, given: dict[str, Any], where: str) -> tuple[list[tuple
             chosen, encoded = "base64", _base64(data)
         defaults.append(("content-transfer-encoding", chosen))
         return defaults, BytesBody(encoded)
+    if isinstance(body, (tuple, list)):
+        _check_chunks(body, where)
     if isinstance(body, Iterable) or callable(body):
         if "content-type" not in given:
             defaults.append(("content-type", 'text/plain; charset="utf-8"'))
@@ -301,6 +303,22 @@ def _leaf_body(body: Any, given: dict[str, Any], where: str) -> tuple[list[tuple
         f"{where}: body must be str, bytes, a source, a Body or a multipart mapping,"
         f" got {type(body).__name__}"
     )
+
+
+def _check_chunks(body: tuple | list, where: str) -> None:
+    """A body given as a list or tuple of chunks holds only chunks: checked now, not after DATA."""
+    for index, item in enumerate(body):
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            continue
+        if isinstance(body, tuple):
+            # Lua keeps the first of a function's results (body = mime.eol(0, text));
+            # Python gets both as a tuple.
+            kinds = ", ".join(type(x).__name__ for x in body)
+            raise MessageError(
+                f"{where}: body is a tuple ({kinds}): a low-level mime function returns two"
+                " results (bytes, context); take the first, as in body = mime.eol(...)[0]"
+            )
+        raise MessageError(f"{where}: body item {index} is {type(item).__name__}, not a bytes chunk")
 
 
 def _is_utf8(data: bytes) -> bool:

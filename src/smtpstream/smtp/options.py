@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, Iterator
 
 from .. import ltn12
+from ..ltn12._common import not_a_chunk
 from . import auth
 from .errors import LocalProtocolError, SMTPSourceError
 from .protocol import check_address, check_domain
@@ -261,6 +262,11 @@ class DSN:
         return params
 
 
+def bad_chunk(chunk: Any) -> SMTPSourceError:
+    """The error for a source that gave something other than bytes."""
+    return SMTPSourceError(f"the message source failed: {not_a_chunk(chunk)}", phase="body")
+
+
 class AsyncChunks:
     """An async iterable source, read chunk by chunk as the body is sent.
 
@@ -283,9 +289,7 @@ class AsyncChunks:
         except Exception as exc:
             raise SMTPSourceError(f"the message source failed: {exc!r}", phase="body") from exc
         if not isinstance(chunk, (bytes, bytearray, memoryview)):
-            raise SMTPSourceError(
-                f"the message source gave a {type(chunk).__name__} chunk: chunks must be bytes", phase="body"
-            )
+            raise bad_chunk(chunk)
         return chunk
 
 
