@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, Iterator
 
 from .. import ltn12
+from ..defaults import lookup
 from ..ltn12._common import not_a_chunk
 from . import auth
 from .errors import LocalProtocolError, SMTPSourceError
@@ -58,8 +59,16 @@ DEFAULT_TIMEOUTS: dict[str, float] = {
 
 STARTTLS_POLICIES = ("required", "opportunistic", "off")
 
+#: LuaSocket 3.1's ``tlsmode`` as this module's ``tls`` and ``starttls`` settings.
+TLSMODES: dict[str, tuple[bool, str]] = {
+    "none": (False, "off"),  # clear text, STARTTLS never tried
+    "auto": (False, "opportunistic"),  # STARTTLS when the server offers it
+    "starttls": (False, "required"),  # STARTTLS or nothing
+    "tls": (True, "off"),  # implicit TLS from the first byte (port 465)
+}
+
 CONNECTION_FIELDS = frozenset({
-    "server", "port", "domain", "create", "timeout", "tls", "starttls", "ssl_context",
+    "server", "port", "domain", "create", "timeout", "tls", "tlsmode", "starttls", "ssl_context",
     "user", "password", "token", "auth", "chunking", "pipelining",
 })
 MESSAGE_FIELDS = frozenset({"from", "rcpt", "source", "step", "dsn", "size"})
@@ -130,21 +139,24 @@ def connection_settings(fields: Mapping[str, Any]) -> Settings:
     unknown = sorted(set(fields) - CONNECTION_FIELDS)
     if unknown:
         raise TypeError(f"unknown connection field(s) {unknown}")
-    server = fields.get("server") or "localhost"
+    # smtp.SERVER, PORT, DOMAIN and TIMEOUT stand in for missing fields, read now.
+    server = fields.get("server") or lookup("SERVER")
     if not isinstance(server, str):
         raise TypeError(f"server must be str, got {type(server).__name__}")
-    tls = fields.get("tls")
+    tls, starttls = _tls_fields(fields)
     if tls not in (None, True, False, "implicit"):
         raise ValueError(f"tls must be True/'implicit' (TLS from the start, port 465) or False, got {tls!r}")
     port = fields.get("port")
+    if port is None and not tls:
+        port = lookup("PORT")
     if tls is None:
         tls = port == 465
     tls = bool(tls)
     if port is None:
-        port = 465 if tls else 25
+        port = 465  # implicit TLS; smtp.PORT is the clear-text/STARTTLS port
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ValueError(f"port must be an int in 1..65535, got {port!r}")
-    domain = fields.get("domain")
+    domain = lookup("DOMAIN") if fields.get("domain") is None else fields["domain"]
     if domain is not None:
         check_domain(domain)
     user, password, token = fields.get("user"), fields.get("password"), fields.get("token")
@@ -154,7 +166,6 @@ def connection_settings(fields: Mapping[str, Any]) -> Settings:
     if password is not None and token is not None:
         raise ValueError("give either password or token, not both")
     credentials = user is not None and (password is not None or token is not None)
-    starttls = fields.get("starttls")
     if starttls is None:
         starttls = "required" if credentials else "opportunistic"
     if starttls not in STARTTLS_POLICIES:
@@ -170,7 +181,7 @@ def connection_settings(fields: Mapping[str, Any]) -> Settings:
         port=port,
         domain=domain,
         create=create,
-        timeouts=_timeouts(fields.get("timeout")),
+        timeouts=_timeouts(lookup("TIMEOUT") if fields.get("timeout") is None else fields["timeout"]),
         tls=tls,
         starttls=starttls,
         ssl_context=fields.get("ssl_context"),
@@ -181,6 +192,18 @@ def connection_settings(fields: Mapping[str, Any]) -> Settings:
         chunking=bool(fields.get("chunking", True)),
         pipelining=bool(fields.get("pipelining", True)),
     )
+
+
+def _tls_fields(fields: Mapping[str, Any]) -> tuple[Any, Any]:
+    """``tls`` and ``starttls`` as given, or as LuaSocket 3.1's ``tlsmode`` names them."""
+    mode = fields.get("tlsmode")
+    if mode is None:
+        return fields.get("tls"), fields.get("starttls")
+    if fields.get("tls") is not None or fields.get("starttls") is not None:
+        raise ValueError("give tlsmode or tls/starttls, not both")
+    if mode not in TLSMODES:
+        raise ValueError(f"tlsmode must be one of {sorted(TLSMODES)}, got {mode!r}")
+    return TLSMODES[mode]
 
 
 def default_domain(hostname: str | None, local_ip: str | None) -> str:
