@@ -191,3 +191,27 @@ def test_tlsmode_tls_is_implicit_tls(tls):
              rcpt="b@example.com", source=[b"Subject: 465\r\n\r\nx\r\n"])
     # The server speaks only TLS from the first byte (aiosmtpd's session.ssl stays None then).
     assert handler.box[0].original_content == b"Subject: 465\r\n\r\nx\r\n"
+
+
+# ------------------------------------------------------------------ SIZE
+
+
+@pytest.mark.parametrize("extensions", [("PIPELINING", "SIZE 100000"), ("PIPELINING", "CHUNKING", "SIZE 100000")],
+                         ids=["DATA", "BDAT"])
+@pytest.mark.parametrize("chunks", [
+    [b"Subject: lf\n\n", b"one\ntwo\n.three\n", b"four"],  # LF line ends, no final line end
+    [b"Subject: cr\r\rx\r", b"\ny\r"],  # bare CRs, a CRLF cut across chunks
+    [b"Subject: crlf\r\n\r\nok\r\n"],
+])
+def test_size_declared_for_raw_chunks_is_what_the_server_receives(extensions, chunks):
+    with ScriptedServer(extensions=extensions) as server:
+        send(server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com", source=chunks)
+    [received] = server.messages
+    assert received.mail_params == [f"SIZE={len(received.content)}"]
+
+
+def test_raw_sources_of_unknown_size_declare_none():
+    with ScriptedServer(extensions=("PIPELINING", "SIZE 100000")) as server:
+        send(server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com",
+             source=iter([b"Subject: s\n\nx\n"]))
+    assert server.messages[0].mail_params == []

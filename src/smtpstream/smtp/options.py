@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from collections.abc import Mapping
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from .. import ltn12
+from .. import filters, ltn12
 from ..defaults import lookup
 from ..ltn12._common import not_a_chunk
 from . import auth
@@ -374,7 +374,7 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
         if size is None and isinstance(source, (list, tuple)) and all(
             isinstance(c, (bytes, bytearray, memoryview)) for c in source
         ):
-            size = sum(memoryview(c).nbytes for c in source)
+            size = wire_size(source)
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
         raise ValueError(f"size must be a non-negative int, got {size!r}")
     step = fields.get("step")
@@ -390,6 +390,19 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
             raise TypeError("step cannot move an async iterable source")
         return MessageSpec(sender, recipients, AsyncChunks(source), size, None, dsn)
     return MessageSpec(sender, recipients, ltn12.source.iterate(source), size, step, dsn, _eight_bit(source))
+
+
+def wire_size(chunks: Iterable[Any]) -> int:
+    """The message size of raw chunks as RFC 1870 counts it: what the server
+    receives after CRLF normalisation, the last line ended, without the
+    stuffing dots (which the server removes). Never less than what is sent."""
+    normalizer = filters.EOLNormalizer()
+    total, tail = 0, b""
+    for out in (*map(normalizer, chunks), normalizer(None)):
+        if out:
+            total += len(out)
+            tail = (tail + out[-2:])[-2:]
+    return total + 2 if total and tail != b"\r\n" else total
 
 
 def _eight_bit(source: Any) -> bool:
