@@ -9,8 +9,35 @@ from __future__ import annotations
 MARKERS = {"CRLF": b"\r\n", "LF": b"\n", "CR": b"\r", "NONE": b""}
 
 
+def make_cycle(spec: str):
+    """``ltn12.filter.cycle`` over one of smtpstream.mime's low-level functions.
+
+    The same specs as luasocket_filter.lua's ``cycle-*`` stages; the filter
+    classes the functions use are whatever ``smtpstream.filters`` holds.
+    """
+    from smtpstream import ltn12, mime
+
+    name, _, arg = spec.partition(":")
+    n = int(arg) if arg.isdigit() else None
+    cycle = ltn12.filter.cycle
+    makers = {
+        "cycle-b64": lambda: cycle(mime.b64, b""),
+        "cycle-unb64": lambda: cycle(mime.unb64, b""),
+        "cycle-qp": lambda: cycle(mime.qp, b""),
+        "cycle-qp-binary": lambda: cycle(mime.qp, b"", b"=0D=0A"),
+        "cycle-unqp": lambda: cycle(mime.unqp, b""),
+        "cycle-wrp": lambda: cycle(mime.wrp, n or 76, n),
+        "cycle-qpwrp": lambda: cycle(mime.qpwrp, n or 76, n),
+        "cycle-eol": lambda: cycle(mime.eol, 0, MARKERS.get(arg)),
+        "cycle-dot": lambda: cycle(mime.dot, 2 if n is None else n),
+    }
+    return makers[name]()
+
+
 def make_stage(impl, spec: str):
     name, _, arg = spec.partition(":")
+    if name.startswith("cycle-"):
+        return make_cycle(spec)
     if name == "b64":
         return impl.Base64Encoder()
     if name == "unb64":

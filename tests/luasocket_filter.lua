@@ -25,6 +25,18 @@ local function stage(spec)
     return mime.normalize(marker)
   elseif name == "stuff" then return mime.stuff()
   elseif name == "dot" then return ltn12.filter.cycle(mime.dot, 0)
+  -- The eight low-level functions through cycle, as LuaSocket's mime.lua does
+  -- (a missing argument is nil: the function's default).
+  elseif name == "cycle-b64" then return ltn12.filter.cycle(mime.b64, "")
+  elseif name == "cycle-unb64" then return ltn12.filter.cycle(mime.unb64, "")
+  elseif name == "cycle-qp" then return ltn12.filter.cycle(mime.qp, "")
+  elseif name == "cycle-qp-binary" then return ltn12.filter.cycle(mime.qp, "", "=0D=0A")
+  elseif name == "cycle-unqp" then return ltn12.filter.cycle(mime.unqp, "")
+  elseif name == "cycle-wrp" then return ltn12.filter.cycle(mime.wrp, n or 76, n)
+  elseif name == "cycle-qpwrp" then return ltn12.filter.cycle(mime.qpwrp, n or 76, n)
+  elseif name == "cycle-eol" then
+    return ltn12.filter.cycle(mime.eol, 0, ({CRLF = "\r\n", LF = "\n", NONE = ""})[arg])
+  elseif name == "cycle-dot" then return ltn12.filter.cycle(mime.dot, n or 2)
   end
   error("unknown stage " .. spec)
 end

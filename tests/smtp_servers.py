@@ -7,11 +7,13 @@
 * :class:`AuthHandler`: an aiosmtpd handler that keeps messages, refuses
   recipients containing "refuse", and adds CRAM-MD5 and XOAUTH2 to
   aiosmtpd's PLAIN and LOGIN.
-* :func:`free_port`, :func:`make_certificate`, :func:`tls_contexts`.
+* :func:`free_port`, :func:`make_certificate`, :func:`tls_contexts`,
+  :func:`aiosmtpd_running` (an aiosmtpd controller on a free port).
 """
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import hmac
@@ -91,6 +93,21 @@ def make_certificate(directory: str) -> tuple[str, str]:
             )
         )
     return cert_path, key_path
+
+
+@contextlib.contextmanager
+def aiosmtpd_running(handler, **kwargs):
+    """An aiosmtpd server for ``handler`` on 127.0.0.1; yields its port."""
+    from aiosmtpd.controller import Controller
+
+    port = free_port()
+    kwargs.setdefault("enable_SMTPUTF8", False)
+    controller = Controller(handler, hostname=HOST, port=port, server_hostname="aiosmtpd.test", **kwargs)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
 
 
 def tls_contexts(cert_path: str, key_path: str):

@@ -532,6 +532,36 @@ def test_cycle():
         f(b"x")
 
 
+def test_cycle_over_mime_functions_as_mime_lua_builds_them():
+    # LuaSocket's mime.lua: cycle(b64, ""), cycle(qp, "", marker), cycle(eol, 0, marker),
+    # cycle(dot, 2); cycle always passes its extra, None (Lua's nil) when not given.
+    from smtpstream import mime
+
+    def run(f, *chunks):
+        return b"".join(f(c) for c in chunks) + f(None)
+
+    assert run(lfilter.cycle(mime.b64, b""), b"ab", b"c", b"d") == b"YWJjZA=="
+    assert run(lfilter.cycle(mime.unb64, b""), b"YWJj", b"ZA=", b"=") == b"abcd"
+    assert run(lfilter.cycle(mime.qp, b""), b"caf\xc3\xa9\r\n") == b"caf=C3=A9\r\n"
+    assert run(lfilter.cycle(mime.qp, b"", b"=0D=0A"), b"a\r\n") == b"a=0D=0A"
+    assert run(lfilter.cycle(mime.unqp, b""), b"a=", b"3Db") == b"a=b"
+    assert run(lfilter.cycle(mime.wrp, 76), b"x" * 80) == b"x" * 76 + b"\r\nxxxx\r\n"
+    assert run(lfilter.cycle(mime.qpwrp, 76), b"x" * 80) == b"x" * 75 + b"=\r\nxxxxx=\r\n"
+    assert run(lfilter.cycle(mime.eol, 0), b"a\n", b"b\r") == b"a\r\nb\r\n"
+    assert run(lfilter.cycle(mime.eol, 0, b"\n"), b"a\r\nb") == b"a\nb"
+    assert run(lfilter.cycle(mime.dot, 2), b".a\r\n", b".b") == b"..a\r\n..b"
+
+
+def test_mime_functions_without_a_third_parameter_refuse_a_value_there():
+    from smtpstream import mime
+
+    for fn in (mime.b64, mime.unb64, mime.unqp):
+        with pytest.raises(TypeError, match=rf"mime.{fn.__name__} takes no third argument"):
+            fn(b"", b"a", b"x")
+    with pytest.raises(TypeError, match="mime.dot takes no third argument"):
+        mime.dot(2, b"a", 1)
+
+
 def test_cycle_bad_low():
     with pytest.raises(TypeError, match="low must be callable"):
         lfilter.cycle(None, 0)

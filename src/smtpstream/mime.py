@@ -11,6 +11,14 @@ return values as a tuple:
   ``eol(ctx, B=None, marker=CRLF) -> (A, ctx)`` and ``dot(state, B=None) ->
   (A, state)`` carry a number as their context.
 
+Every function takes three positional arguments, as in Lua, so that
+``ltn12.filter.cycle(low, ctx, extra)`` (which always passes ``extra``) works
+over each of them the way LuaSocket's own ``mime.lua`` uses them:
+``cycle(b64, b"")``, ``cycle(qp, b"", marker)``, ``cycle(wrp, n, n)``,
+``cycle(eol, 0, marker)``, ``cycle(dot, 2)``. A third argument that is
+``None`` means the default (Lua's ``nil``); ``b64``, ``unb64``, ``unqp`` and
+``dot`` have no third parameter in Lua and accept only ``None`` there.
+
 One deliberate difference (LuaSocket spec 5.1 item 6, tagged *fix*): where
 LuaSocket returns ``nil`` for an empty result, or for a result that starts with
 a NUL byte, these return ``b""`` or the real bytes. ``A`` is ``None`` only when
@@ -37,6 +45,13 @@ BytesLike = Union[bytes, bytearray, memoryview]
 Pair = tuple[Union[bytes, None], Union[bytes, None]]
 
 
+def _no_extra(name: str, extra: object) -> None:
+    # Lua ignores a third argument these functions do not have; a value other
+    # than nil/None is a mistake worth saying rather than dropping.
+    if extra is not None:
+        raise TypeError(f"mime.{name} takes no third argument (only None), got {type(extra).__name__}")
+
+
 def _two_part(filter_obj: Any, C: BytesLike, D: BytesLike | None) -> Pair:
     out = filter_obj(C)
     if D is None:
@@ -44,29 +59,32 @@ def _two_part(filter_obj: Any, C: BytesLike, D: BytesLike | None) -> Pair:
     return out + filter_obj(D), filter_obj.pending
 
 
-def b64(C: BytesLike | None, D: BytesLike | None = None) -> Pair:
+def b64(C: BytesLike | None, D: BytesLike | None = None, extra: None = None) -> Pair:
     """Base64-encode ``C + D``; return the encoding and the 0-2 leftover bytes."""
+    _no_extra("b64", extra)
     if C is None:
         return None, None
     return _two_part(filters.Base64Encoder(), C, D)
 
 
-def unb64(C: BytesLike | None, D: BytesLike | None = None) -> Pair:
+def unb64(C: BytesLike | None, D: BytesLike | None = None, extra: None = None) -> Pair:
     """Base64-decode ``C + D``; return the bytes and the incomplete group."""
+    _no_extra("unb64", extra)
     if C is None:
         return None, None
     return _two_part(filters.Base64Decoder(), C, D)
 
 
-def qp(C: BytesLike | None, D: BytesLike | None = None, marker: BytesLike = CRLF) -> Pair:
-    """Quoted-printable-encode ``C + D`` with CRLF written as ``marker``."""
+def qp(C: BytesLike | None, D: BytesLike | None = None, marker: BytesLike | None = None) -> Pair:
+    """Quoted-printable-encode ``C + D`` with CRLF written as ``marker`` (default CRLF)."""
     if C is None:
         return None, None
-    return _two_part(filters.QPEncoder(marker), C, D)
+    return _two_part(filters.QPEncoder(CRLF if marker is None else marker), C, D)
 
 
-def unqp(C: BytesLike | None, D: BytesLike | None = None) -> Pair:
+def unqp(C: BytesLike | None, D: BytesLike | None = None, extra: None = None) -> Pair:
     """Quoted-printable-decode ``C + D``; return the bytes and the unfinished escape."""
+    _no_extra("unqp", extra)
     if C is None:
         return None, None
     return _two_part(filters.QPDecoder(), C, D)
@@ -78,26 +96,27 @@ def _wrap_call(wrapper: Any, B: BytesLike | None) -> tuple[bytes, int]:
     return wrapper(B), wrapper.left
 
 
-def wrp(left: int, B: BytesLike | None = None, length: int = 76) -> tuple[bytes, int]:
-    """Break ``B`` into CRLF lines of ``length``; ``left`` columns are free now."""
-    return _wrap_call(filters.LineWrapper(length, left), B)
+def wrp(left: int, B: BytesLike | None = None, length: int | None = None) -> tuple[bytes, int]:
+    """Break ``B`` into CRLF lines of ``length`` (default 76); ``left`` columns are free now."""
+    return _wrap_call(filters.LineWrapper(76 if length is None else length, left), B)
 
 
-def qpwrp(left: int, B: BytesLike | None = None, length: int = 76) -> tuple[bytes, int]:
+def qpwrp(left: int, B: BytesLike | None = None, length: int | None = None) -> tuple[bytes, int]:
     """Insert quoted-printable soft breaks into ``B``; ``left`` columns are free now."""
-    return _wrap_call(filters.QPWrapper(length, left), B)
+    return _wrap_call(filters.QPWrapper(76 if length is None else length, left), B)
 
 
-def eol(ctx: int, B: BytesLike | None = None, marker: BytesLike = CRLF) -> tuple[bytes, int]:
-    """Normalise line breaks in ``B`` to ``marker``; ``ctx`` is the open CR or LF."""
-    normalizer = filters.EOLNormalizer(marker, ctx)
+def eol(ctx: int, B: BytesLike | None = None, marker: BytesLike | None = None) -> tuple[bytes, int]:
+    """Normalise line breaks in ``B`` to ``marker`` (default CRLF); ``ctx`` is the open CR or LF."""
+    normalizer = filters.EOLNormalizer(CRLF if marker is None else marker, ctx)
     if B is None:
         return normalizer(None), 0
     return normalizer(B), normalizer.state
 
 
-def dot(state: int, B: BytesLike | None = None) -> tuple[bytes, int]:
+def dot(state: int, B: BytesLike | None = None, extra: None = None) -> tuple[bytes, int]:
     """Dot-stuff ``B``; ``state`` is 2 at the start of a line, 1 after CR."""
+    _no_extra("dot", extra)
     stuffer = filters.DotStuffer(state)
     if B is None:
         return stuffer(None), 2

@@ -16,6 +16,7 @@ __all__ = [
     "as_exception",
     "check_blocksize",
     "filter_returned_none",
+    "not_a_chunk",
 ]
 
 #: Default chunk size of :func:`source.string` and :func:`source.file`.
@@ -67,6 +68,24 @@ def check_blocksize(blocksize: object, where: str) -> None:
         raise TypeError(f"{where}: blocksize must be an int, got {type(blocksize).__name__}")
     if blocksize < 1:
         raise ValueError(f"{where}: blocksize must be >= 1, got {blocksize}")
+
+
+def not_a_chunk(value: object) -> str:
+    """Why ``value`` is not a chunk, with the fix when it is a LuaSocket-style result."""
+    if type(value) is tuple:
+        # Lua's multiple results: ``nil, err`` or ``chunk, new_source`` from a
+        # "fancy" source, or a low-level mime function's ``(bytes, ctx)``.
+        return (
+            f"a chunk must be bytes, got a tuple {_brief(value)}: a LuaSocket-style source that"
+            " returns (None, error) or (chunk, new_source) must be wrapped in"
+            " ltn12.source.simplify(source)"
+        )
+    return f"a chunk must be bytes, got {type(value).__name__}"
+
+
+def _brief(value: tuple) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def filter_returned_none(f: object, at_end: bool) -> TypeError:

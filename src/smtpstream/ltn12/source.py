@@ -31,6 +31,7 @@ from ._common import (
     as_exception,
     check_blocksize,
     filter_returned_none,
+    not_a_chunk,
 )
 from .filter import chain as _filter_chain
 
@@ -59,12 +60,20 @@ def iterate(src: Source) -> Iterator[Chunk]:
     if isinstance(src, Iterable):
         return iter(src)
     if callable(src):
-        # b"" chunks go through: only None ends a callable source.
-        return iter(src, None)
+        return _called(src)
     raise TypeError(
         f"{type(src).__name__} object is not a source: expected an iterable of byte chunks"
         " or a callable returning chunks and then None"
     )
+
+
+def _called(src: Callable[[], Optional[Chunk]]) -> Iterator[Chunk]:
+    # b"" chunks go through: only None ends a callable source. A tuple is
+    # Lua's ``nil, err`` (or ``chunk, new``): that source needs simplify().
+    while (chunk := src()) is not None:
+        if type(chunk) is tuple:
+            raise TypeError(not_a_chunk(chunk))
+        yield chunk
 
 
 def empty() -> Iterator[Chunk]:

@@ -24,10 +24,11 @@ import re
 import secrets
 import socket
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 from .. import __version__, filters
+from ..defaults import lookup
 from . import headers as hdr
 from .bodies import Body, BytesBody, SourceBody
 
@@ -292,6 +293,8 @@ def _leaf_body(body: Any, given: dict[str, Any], where: str) -> tuple[list[tuple
             chosen, encoded = "base64", _base64(data)
         defaults.append(("content-transfer-encoding", chosen))
         return defaults, BytesBody(encoded)
+    if isinstance(body, (tuple, list)):
+        _check_chunks(body, where)
     if isinstance(body, Iterable) or callable(body):
         if "content-type" not in given:
             defaults.append(("content-type", 'text/plain; charset="utf-8"'))
@@ -301,6 +304,22 @@ def _leaf_body(body: Any, given: dict[str, Any], where: str) -> tuple[list[tuple
         f"{where}: body must be str, bytes, a source, a Body or a multipart mapping,"
         f" got {type(body).__name__}"
     )
+
+
+def _check_chunks(body: tuple | list, where: str) -> None:
+    """A body given as a list or tuple of chunks holds only chunks: checked now, not after DATA."""
+    for index, item in enumerate(body):
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            continue
+        if isinstance(body, tuple):
+            # Lua keeps the first of a function's results (body = mime.eol(0, text));
+            # Python gets both as a tuple.
+            kinds = ", ".join(type(x).__name__ for x in body)
+            raise MessageError(
+                f"{where}: body is a tuple ({kinds}): a low-level mime function returns two"
+                " results (bytes, context); take the first, as in body = mime.eol(...)[0]"
+            )
+        raise MessageError(f"{where}: body item {index} is {type(item).__name__}, not a bytes chunk")
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -368,6 +387,31 @@ def _optional_text(value: Any, what: str) -> bytes | None:
     return _crlf(_as_bytes(value, what))
 
 
+_ZONE = re.compile(r"([+-])([01][0-9]|2[0-3])([0-5][0-9])")
+
+
+def _date(zone: Any) -> str:
+    """Now, in ``zone`` (``mesgt["zone"]``, else ``smtp.ZONE``), or local time with its offset.
+
+    LuaSocket prints UTC time followed by the zone, which is wrong for any zone
+    but -0000/+0000 (spec 5.3 item 4, fix): here the time is converted to it.
+    ``-0000`` is UTC with no claim about the local zone (RFC 5322 3.3).
+    """
+    if zone is None:
+        zone = lookup("ZONE")
+    now = datetime.now(timezone.utc)
+    if zone is None:
+        return email.utils.format_datetime(now.astimezone())
+    match = _ZONE.fullmatch(zone) if isinstance(zone, str) else None
+    if match is None:
+        raise MessageError(f"message: zone must be +hhmm or -hhmm (RFC 5322 3.3), got {zone!r}")
+    if zone == "-0000":
+        return email.utils.format_datetime(now.replace(tzinfo=None))  # naive: written -0000
+    sign = 1 if match[1] == "+" else -1
+    offset = timedelta(hours=int(match[2]), minutes=int(match[3]))
+    return email.utils.format_datetime(now.astimezone(timezone(sign * offset)))
+
+
 def _message_id_domain(sender: str | None) -> str:
     if sender and "@" in sender:
         return sender.rsplit("@", 1)[1]
@@ -398,7 +442,7 @@ def message(mesgt: Mapping) -> MessageSource:
             recipients.extend(hdr.addresses(str(value)))
     defaults: list[tuple[str, Any]] = []
     if "date" not in given:
-        defaults.append(("date", email.utils.format_datetime(datetime.now().astimezone())))
+        defaults.append(("date", _date(mesgt.get("zone"))))
     message_id = given.get("message-id")
     if message_id is None:
         message_id = f"<{secrets.token_hex(16)}@{_message_id_domain(sender)}>"

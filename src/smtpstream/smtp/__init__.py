@@ -12,6 +12,7 @@ I/O actions, ``options`` the fields, envelope and result, ``blocking`` the
 socket transport. An asyncio transport only
 needs to perform the same actions.
 """
+from ..defaults import DOMAIN, PORT, SERVER, TIMEOUT, ZONE  # LuaSocket's; set them, read per call
 from ..message import message
 from .blocking import Session, send
 from .options import DEFAULT_TIMEOUTS, DSN, SendResult
@@ -38,6 +39,11 @@ from .protocol import NEED_DATA, ClientConnection, ConnectionClosed
 from .reply import MAX_REPLY_LINE, MAX_REPLY_LINES, Reply
 
 __all__ = [
+    "SERVER",
+    "PORT",
+    "DOMAIN",
+    "TIMEOUT",
+    "ZONE",
     "message",
     "send",
     "Session",

@@ -45,22 +45,28 @@ def send(mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> SendResult
       style callable (chunks then None), or ``smtp.message(...)``.
     * ``user``, ``password`` (or ``token`` for XOAUTH2), ``auth`` (force a
       mechanism or an order: "PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2").
-    * ``server`` ("localhost"), ``port`` (25, or 465 with ``tls``),
-      ``domain`` (the EHLO name: the host's FQDN, else the local address
-      literal such as ``[192.0.2.1]``; never "localhost").
+    * ``server`` (``smtp.SERVER``), ``port`` (``smtp.PORT``, or 465 with ``tls``),
+      ``domain`` (``smtp.DOMAIN``, else the EHLO name: the host's FQDN, else
+      the local address literal such as ``[192.0.2.1]``; never "localhost").
+      The ``smtp.*`` defaults are read at each call.
     * ``tls``: True for TLS from the start (port 465 implies it).
       ``starttls``: "required" (the default when credentials are given),
       "opportunistic" (the default otherwise) or "off".
       ``ssl_context``: an ``ssl.SSLContext`` (default: certificates verified).
+      ``tlsmode`` (LuaSocket 3.1, instead of ``tls``/``starttls``): "none",
+      "auto" (opportunistic), "starttls" (required) or "tls" (implicit).
     * ``timeout``: seconds for every phase, or a mapping phase -> seconds
-      (see ``options.DEFAULT_TIMEOUTS``; RFC 5321 4.5.3.2 by default).
+      (default ``smtp.TIMEOUT``; when that is None, ``options.DEFAULT_TIMEOUTS``,
+      RFC 5321 4.5.3.2).
     * ``step``: an LTN12 pump step ``step(source, sink) -> bool`` used to move
       the body (like ``ltn12.pump.step``); by default chunks are iterated.
     * ``create``: a factory returning an unconnected socket (LuaSocket's
       ``socket.tcp``); we ``connect((server, port))`` it.
     * ``dsn``: a :class:`~smtpstream.smtp.options.DSN` or a mapping
       (notify/ret/envid/orcpt), used when the server offers DSN.
-    * ``size``: the message size to declare when the source does not know it.
+    * ``size``: the message size to declare when the source does not know it:
+      the octets the server will receive, CRLF line ends (RFC 1870). A list
+      of chunks is measured after normalisation; other raw sources declare none.
     * ``chunking``, ``pipelining``: set False to never use BDAT / PIPELINING.
 
     Returns a :class:`~smtpstream.smtp.options.SendResult`; raises an

@@ -64,7 +64,7 @@ from .protocol import (
     StartTLS,
     check_address,
 )
-from .options import AsyncChunks, MessageSpec, SendResult, Settings, default_domain
+from .options import AsyncChunks, MessageSpec, SendResult, Settings, bad_chunk, default_domain
 from .reply import Reply
 
 __all__ = ["Client", "Write", "Read", "Poll", "UpgradeTLS", "Fetch", "LATER"]
@@ -899,9 +899,7 @@ def _sync_chunks(it: Iterator[Any], step: Callable | None) -> Iterator[Any]:
             except Exception as exc:
                 raise SMTPSourceError(f"the message source failed: {exc!r}", phase="body") from exc
             if not isinstance(chunk, _BYTES_LIKE):
-                raise SMTPSourceError(
-                    f"the message source gave a {type(chunk).__name__} chunk: chunks must be bytes", phase="body"
-                )
+                raise bad_chunk(chunk)
             yield chunk
         return
     box: list[Any] = []
@@ -918,9 +916,7 @@ def _sync_chunks(it: Iterator[Any], step: Callable | None) -> Iterator[Any]:
             raise SMTPSourceError(f"the message source failed: {exc!r}", phase="body") from exc
         for chunk in box:
             if not isinstance(chunk, _BYTES_LIKE):
-                raise SMTPSourceError(
-                    f"the message source gave a {type(chunk).__name__} chunk: chunks must be bytes", phase="body"
-                )
+                raise bad_chunk(chunk)
             yield chunk
         box.clear()
         if not more or ended:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from collections.abc import Mapping
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from .. import ltn12
+from .. import filters, ltn12
+from ..defaults import lookup
+from ..ltn12._common import not_a_chunk
 from ..message import MessageSource
 from . import auth
 from .errors import LocalProtocolError, SMTPSourceError
@@ -58,8 +60,16 @@ DEFAULT_TIMEOUTS: dict[str, float] = {
 
 STARTTLS_POLICIES = ("required", "opportunistic", "off")
 
+#: LuaSocket 3.1's ``tlsmode`` as this module's ``tls`` and ``starttls`` settings.
+TLSMODES: dict[str, tuple[bool, str]] = {
+    "none": (False, "off"),  # clear text, STARTTLS never tried
+    "auto": (False, "opportunistic"),  # STARTTLS when the server offers it
+    "starttls": (False, "required"),  # STARTTLS or nothing
+    "tls": (True, "off"),  # implicit TLS from the first byte (port 465)
+}
+
 CONNECTION_FIELDS = frozenset({
-    "server", "port", "domain", "create", "timeout", "tls", "starttls", "ssl_context",
+    "server", "port", "domain", "create", "timeout", "tls", "tlsmode", "starttls", "ssl_context",
     "user", "password", "token", "auth", "chunking", "pipelining",
 })
 MESSAGE_FIELDS = frozenset({"from", "rcpt", "source", "step", "dsn", "size"})
@@ -130,21 +140,24 @@ def connection_settings(fields: Mapping[str, Any]) -> Settings:
     unknown = sorted(set(fields) - CONNECTION_FIELDS)
     if unknown:
         raise TypeError(f"unknown connection field(s) {unknown}")
-    server = fields.get("server") or "localhost"
+    # smtp.SERVER, PORT, DOMAIN and TIMEOUT stand in for missing fields, read now.
+    server = fields.get("server") or lookup("SERVER")
     if not isinstance(server, str):
         raise TypeError(f"server must be str, got {type(server).__name__}")
-    tls = fields.get("tls")
+    tls, starttls = _tls_fields(fields)
     if tls not in (None, True, False, "implicit"):
         raise ValueError(f"tls must be True/'implicit' (TLS from the start, port 465) or False, got {tls!r}")
     port = fields.get("port")
+    if port is None and not tls:
+        port = lookup("PORT")
     if tls is None:
         tls = port == 465
     tls = bool(tls)
     if port is None:
-        port = 465 if tls else 25
+        port = 465  # implicit TLS; smtp.PORT is the clear-text/STARTTLS port
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ValueError(f"port must be an int in 1..65535, got {port!r}")
-    domain = fields.get("domain")
+    domain = lookup("DOMAIN") if fields.get("domain") is None else fields["domain"]
     if domain is not None:
         check_domain(domain)
     user, password, token = fields.get("user"), fields.get("password"), fields.get("token")
@@ -154,7 +167,6 @@ def connection_settings(fields: Mapping[str, Any]) -> Settings:
     if password is not None and token is not None:
         raise ValueError("give either password or token, not both")
     credentials = user is not None and (password is not None or token is not None)
-    starttls = fields.get("starttls")
     if starttls is None:
         starttls = "required" if credentials else "opportunistic"
     if starttls not in STARTTLS_POLICIES:
@@ -170,7 +182,7 @@ def connection_settings(fields: Mapping[str, Any]) -> Settings:
         port=port,
         domain=domain,
         create=create,
-        timeouts=_timeouts(fields.get("timeout")),
+        timeouts=_timeouts(lookup("TIMEOUT") if fields.get("timeout") is None else fields["timeout"]),
         tls=tls,
         starttls=starttls,
         ssl_context=fields.get("ssl_context"),
@@ -181,6 +193,18 @@ def connection_settings(fields: Mapping[str, Any]) -> Settings:
         chunking=bool(fields.get("chunking", True)),
         pipelining=bool(fields.get("pipelining", True)),
     )
+
+
+def _tls_fields(fields: Mapping[str, Any]) -> tuple[Any, Any]:
+    """``tls`` and ``starttls`` as given, or as LuaSocket 3.1's ``tlsmode`` names them."""
+    mode = fields.get("tlsmode")
+    if mode is None:
+        return fields.get("tls"), fields.get("starttls")
+    if fields.get("tls") is not None or fields.get("starttls") is not None:
+        raise ValueError("give tlsmode or tls/starttls, not both")
+    if mode not in TLSMODES:
+        raise ValueError(f"tlsmode must be one of {sorted(TLSMODES)}, got {mode!r}")
+    return TLSMODES[mode]
 
 
 def default_domain(hostname: str | None, local_ip: str | None) -> str:
@@ -262,6 +286,11 @@ class DSN:
         return params
 
 
+def bad_chunk(chunk: Any) -> SMTPSourceError:
+    """The error for a source that gave something other than bytes."""
+    return SMTPSourceError(f"the message source failed: {not_a_chunk(chunk)}", phase="body")
+
+
 class AsyncChunks:
     """An async iterable source, read chunk by chunk as the body is sent.
 
@@ -284,9 +313,7 @@ class AsyncChunks:
         except Exception as exc:
             raise SMTPSourceError(f"the message source failed: {exc!r}", phase="body") from exc
         if not isinstance(chunk, (bytes, bytearray, memoryview)):
-            raise SMTPSourceError(
-                f"the message source gave a {type(chunk).__name__} chunk: chunks must be bytes", phase="body"
-            )
+            raise bad_chunk(chunk)
         return chunk
 
 
@@ -358,7 +385,7 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
         if size is None and isinstance(source, (list, tuple)) and all(
             isinstance(c, (bytes, bytearray, memoryview)) for c in source
         ):
-            size = sum(memoryview(c).nbytes for c in source)
+            size = wire_size(source)
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
         raise ValueError(f"size must be a non-negative int, got {size!r}")
     step = fields.get("step")
@@ -374,6 +401,19 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
             raise TypeError("step cannot move an async iterable source")
         return MessageSpec(sender, recipients, AsyncChunks(source), size, None, dsn)
     return MessageSpec(sender, recipients, ltn12.source.iterate(source), size, step, dsn, _eight_bit(source))
+
+
+def wire_size(chunks: Iterable[Any]) -> int:
+    """The message size of raw chunks as RFC 1870 counts it: what the server
+    receives after CRLF normalisation, the last line ended, without the
+    stuffing dots (which the server removes). Never less than what is sent."""
+    normalizer = filters.EOLNormalizer()
+    total, tail = 0, b""
+    for out in (*map(normalizer, chunks), normalizer(None)):
+        if out:
+            total += len(out)
+            tail = (tail + out[-2:])[-2:]
+    return total + 2 if total and tail != b"\r\n" else total
 
 
 def _eight_bit(source: Any) -> bool:
