@@ -61,7 +61,7 @@ CONNECTION_FIELDS = frozenset({
     "server", "port", "domain", "create", "timeout", "tls", "starttls", "ssl_context",
     "user", "password", "token", "auth", "chunking", "pipelining",
 })
-MESSAGE_FIELDS = frozenset({"from", "rcpt", "source", "step", "dsn", "size"})
+MESSAGE_FIELDS = frozenset({"from", "rcpt", "source", "step", "dsn", "size", "dkim"})
 
 
 @dataclass(frozen=True)
@@ -325,6 +325,11 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
     if fields.get("source") is None:
         raise TypeError("send: 'source' is required (an iterable of byte chunks or a callable source)")
     source = fields["source"]
+    if fields.get("dkim") is not None:
+        # The signer is passed in, never imported here: smtp stays free of cryptography.
+        if not hasattr(source, "with_dkim"):
+            raise TypeError("send: dkim= signs a message() source; this source is not one")
+        source = source.with_dkim(fields["dkim"])
     sender = fields.get("from")
     if sender is None:
         sender = getattr(source, "sender", None)
