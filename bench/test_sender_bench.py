@@ -29,6 +29,7 @@ HERE = Path(__file__).parent / "senders"
 SRC = Path(__file__).resolve().parent.parent / "src"
 NODE_PATH = os.environ.get("NODEMAILER_PATH", "/tmp/nodemailer/node_modules")
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+WORK_KEY = Path(os.environ.get("SMTPSTREAM_BENCH_DIR", "/tmp/smtpstream-bench")) / "dkim-rsa2048.pem"
 
 SENDERS = {
     "smtpstream": [sys.executable, str(HERE / "smtpstream_send.py")],

@@ -44,6 +44,7 @@ __all__ = [
     "DotStuffer",
     "Base64WrapEncoder",
     "NormalizeStuffer",
+    "BodyCanonicalizer",
 ]
 
 # Raw-pointer versions of the bytes API, for the one audited output helper
@@ -1428,3 +1429,151 @@ cdef class NormalizeStuffer(_Filter):
         self._eol = eol
         self._dot = dot
         return _out_finish(raw, cap, used)
+
+
+# ==========================================================================
+# DKIM body canonicalisation (RFC 6376 3.4.3, 3.4.4)
+
+cdef inline uint64_t _canon_bytes(uint64_t w, bint relaxed) noexcept nogil:
+    """Flags the bytes that can change the canonicaliser's state: CR, and SP/TAB when relaxed."""
+    cdef uint64_t m = _zero_bytes(w ^ (SS_ONES * CR))
+    if relaxed:
+        m |= _zero_bytes(w ^ (SS_ONES * SP)) | _zero_bytes(w ^ (SS_ONES * TAB))
+    return m
+
+
+cdef inline Py_ssize_t _canon_put(unsigned char* dst, Py_ssize_t j, unsigned char c,
+                                  Py_ssize_t* held, bint* wsp) noexcept nogil:
+    """Write a content byte: first the held line breaks, then the open white space as one SP."""
+    cdef Py_ssize_t k
+    for k in range(held[0]):
+        dst[j] = CR
+        dst[j + 1] = LF
+        j += 2
+    held[0] = 0
+    if wsp[0]:
+        dst[j] = SP
+        j += 1
+        wsp[0] = False
+    dst[j] = c
+    return j + 1
+
+
+cdef Py_ssize_t _canon(const unsigned char* src, Py_ssize_t n, unsigned char* dst, bint relaxed,
+                       Py_ssize_t* held, bint* wsp, bint* cr, bint* any) noexcept nogil:
+    """Kernel of BodyCanonicalizer.
+
+    With nothing held back (no line break, white space or CR) a run of
+    ordinary bytes is copied 8 at a time; CR, and SP/TAB when relaxed, go
+    one by one.
+    """
+    cdef Py_ssize_t i = 0, j = 0, k, start
+    cdef uint64_t w, m
+    cdef unsigned char c
+    while i < n:
+        if held[0] == 0 and not wsp[0] and not cr[0]:
+            start = i
+            while i + 8 <= n:
+                w = _load8(src + i)
+                _store8(dst + j, w)
+                m = _canon_bytes(w, relaxed)
+                if m:
+                    k = SS_FIRST_FLAGGED(m)
+                    i += k
+                    j += k
+                    break
+                i += 8
+                j += 8
+            if i > start:
+                any[0] = True
+            if i >= n:
+                break
+        c = src[i]
+        i += 1
+        if cr[0]:
+            cr[0] = False
+            if c == LF:  # a line break: white space before it is dropped
+                wsp[0] = False
+                held[0] += 1
+                continue
+            j = _canon_put(dst, j, CR, held, wsp)  # a bare CR is content
+            any[0] = True
+        if c == CR:
+            cr[0] = True
+        elif relaxed and (c == SP or c == TAB):
+            wsp[0] = True
+        else:
+            j = _canon_put(dst, j, c, held, wsp)
+            any[0] = True
+    return j
+
+
+cdef class BodyCanonicalizer(_Filter):
+    """A message body in DKIM canonical form, ready for the body hash.
+
+    Only CRLF is a line break (normalise first). Empty lines at the end are
+    dropped: line breaks are held back (``held``) until a line with content
+    follows, and the end gives one CRLF. "relaxed" also drops white space at
+    the end of lines and turns every run of SP/TAB into one SP. The end of
+    input ends the last line as SMTP would: an empty body is ``b""`` in
+    relaxed mode and ``b"\\r\\n"`` in simple mode.
+    """
+
+    cdef bint _relaxed
+    cdef Py_ssize_t _held
+    cdef bint _wsp
+    cdef bint _cr
+    cdef bint _any
+
+    def __init__(self, mode="relaxed"):
+        if mode == "relaxed":
+            self._relaxed = True
+        elif mode == "simple":
+            self._relaxed = False
+        else:
+            raise ValueError(f'canonicalization mode must be "relaxed" or "simple", got {mode!r}')
+        self._held = 0
+        self._wsp = self._cr = self._any = False
+        self._finished = False
+
+    @property
+    def mode(self):
+        return "relaxed" if self._relaxed else "simple"
+
+    @property
+    def held(self):
+        """The line breaks held back until content follows them."""
+        return self._held
+
+    cdef object _feed(self, const unsigned char* src, Py_ssize_t n):
+        cdef Py_ssize_t held = self._held, cap, used
+        cdef bint wsp = self._wsp, cr = self._cr, any = self._any
+        cdef PyObject* raw
+        if n == 0:
+            return EMPTY
+        _check_size(n, 2)
+        _check_size(held, 2)
+        # Every byte gives at most itself plus the SP or CR held before it;
+        # the held line breaks come out once.
+        cap = 2 * n + 2 * held + 16
+        raw = _out_new(cap)
+        if n >= NOGIL_MIN:
+            with nogil:
+                used = _canon(src, n, <unsigned char*>_bytes_data(raw), self._relaxed, &held, &wsp, &cr, &any)
+        else:
+            used = _canon(src, n, <unsigned char*>_bytes_data(raw), self._relaxed, &held, &wsp, &cr, &any)
+        self._held = held
+        self._wsp = wsp
+        self._cr = cr
+        self._any = any
+        return _out_finish(raw, cap, used)
+
+    cdef object _flush(self):
+        cdef bytes out = EMPTY
+        if self._cr:  # a CR that no LF followed is content
+            out = CRLF_BYTES * self._held + (b" \r" if self._wsp else b"\r")
+            self._held = 0
+            self._any = True
+        if self._any or not self._relaxed:
+            out += CRLF_BYTES
+        return out

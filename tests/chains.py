@@ -64,6 +64,8 @@ def make_stage(impl, spec: str):
         return impl.Base64WrapEncoder(int(arg)) if arg else impl.Base64WrapEncoder()
     if name == "normstuff":  # fused normalize + stuff
         return impl.NormalizeStuffer()
+    if name == "canon":  # DKIM body canonicalisation
+        return impl.BodyCanonicalizer(arg or "relaxed")
     raise ValueError(f"unknown stage {spec!r}")
 
 

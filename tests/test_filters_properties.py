@@ -30,6 +30,7 @@ SPECS = [
     "qpwrap", "qpwrp:4", "qpwrp:9", "normalize", "normalize:LF", "normalize:NONE",
     "stuff", "dot", "b64wrap", "b64wrap:5", "normstuff",
     "normalize+qp+qpwrap", "b64+wrap", "normalize+stuff", "normalize+unqp",
+    "canon:relaxed", "canon:simple", "normalize+canon:relaxed",
 ]
 
 EXAMPLES = settings(max_examples=150, deadline=None)

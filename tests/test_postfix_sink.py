@@ -161,3 +161,33 @@ def test_one_session_send_many_into_a_real_server(sink, tmp_path):
         results = session.send_many(build(i, tmp_path) for i in range(25))
     assert all(r.ok and r.result.pipelining for r in results)
     check_all(dump, 25)
+
+
+def test_dkim_signatures_verify_as_smtp_sink_stored_them(sink, tmp_path):
+    import dkim as dkimpy
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    from smtpstream.dkim import Signer
+
+    port, dump = sink
+    keys = [
+        ("rsa-sha256", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+        ("ed25519-sha256", ed25519.Ed25519PrivateKey.generate()),
+    ]
+    signers = [
+        Signer("example.com", f"s{k}", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()),
+               algorithm=algorithm, canonicalization=c)
+        for k, (algorithm, key) in enumerate(keys)
+        for c in ("relaxed/relaxed", "simple/simple", "relaxed/simple", "simple/relaxed")
+    ]
+    with Session(server=HOST, port=port, domain="client.example", timeout=10) as session:
+        results = session.send_many(dict(build(i, tmp_path), dkim=signers[i]) for i in range(len(signers)))
+    assert all(r.ok for r in results)
+    check_all(dump, len(signers))  # every message once, whole
+    records = {f"{s.selector}._domainkey.example.com.".encode(): s.dns_record().encode() for s in signers}
+    for path in dump.iterdir():
+        raw = path.read_bytes().partition(b"\nReceived: ")[2].split(b"\n", 3)[3]
+        stored = raw.replace(b"\n", b"\r\n")  # smtp-sink ends lines with LF
+        assert dkimpy.verify(stored, dnsfunc=lambda name, timeout=5: records[name]), path

@@ -1,7 +1,8 @@
 """smtpstream's sender: message() + a Session, one connection.
 
-usage: python smtpstream_send.py HOST PORT ATTACHMENT COUNT [--cached]
-With --cached the attachment is encoded once and replayed (bulk sends).
+usage: python smtpstream_send.py HOST PORT ATTACHMENT COUNT [--cached] [--dkim=KEY.pem]
+With --cached the attachment is encoded once and replayed (bulk sends);
+with --dkim every message is signed (rsa-sha256, relaxed/relaxed).
 """
 import sys
 
@@ -11,13 +12,19 @@ from smtpstream.smtp import Session
 
 def main(host, port, path, count, *flags):
     shared = cached(attachment(path)) if "--cached" in flags else None
+    signer = None
+    for flag in flags:
+        if flag.startswith("--dkim="):
+            from smtpstream.dkim import Signer
+
+            signer = Signer("example.com", "bench", flag.split("=", 1)[1])
     with Session(server=host, port=int(port), domain="client.example.com") as session:
         for i in range(int(count)):
             source = message({
                 "headers": {"from": "Sender <sender@example.com>", "to": f"user{i}@example.com",
                             "subject": f"Report {i}"},
                 "body": {1: text("Please find the report attached.\n"), 2: shared or attachment(path)},
-            })
+            }, dkim=signer)
             session.send(from_="sender@example.com", rcpt=source.recipients, source=source)
 
 

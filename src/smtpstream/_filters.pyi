@@ -14,6 +14,7 @@ __all__ = [
     "DotStuffer",
     "Base64WrapEncoder",
     "NormalizeStuffer",
+    "BodyCanonicalizer",
 ]
 
 class _Filter:
@@ -76,3 +77,10 @@ class NormalizeStuffer(_Filter):
     def state(self) -> int: ...
     @property
     def eol_state(self) -> int: ...
+
+class BodyCanonicalizer(_Filter):
+    def __init__(self, mode: str = "relaxed") -> None: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def held(self) -> int: ...

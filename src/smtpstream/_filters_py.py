@@ -21,6 +21,7 @@ __all__ = [
     "DotStuffer",
     "Base64WrapEncoder",
     "NormalizeStuffer",
+    "BodyCanonicalizer",
 ]
 
 CRLF = b"\r\n"
@@ -623,3 +624,98 @@ class NormalizeStuffer(_Filter):
 
     def _flush(self) -> bytes:
         return b""
+
+
+# --------------------------------------------------------------------------
+# DKIM body canonicalisation (RFC 6376 3.4.3, 3.4.4)
+
+_WSP_BEFORE_CRLF = re.compile(rb"[\t ]+\r\n")
+_WSP_RUN = re.compile(rb"[\t ]+")
+
+
+def _check_mode(mode: object) -> bool:
+    """True for "relaxed", False for "simple"; anything else is refused."""
+    if mode == "relaxed":
+        return True
+    if mode == "simple":
+        return False
+    raise ValueError(f'canonicalization mode must be "relaxed" or "simple", got {mode!r}')
+
+
+class BodyCanonicalizer(_Filter):
+    """A message body in DKIM canonical form, ready for the body hash.
+
+    Only CRLF is a line break (normalise first). Empty lines at the end are
+    dropped: line breaks are held back (``held``) until a line with content
+    follows, and the end gives one CRLF. "relaxed" also drops white space at
+    the end of lines and turns every run of SP/TAB into one SP. The end of
+    input ends the last line as SMTP would: an empty body is ``b""`` in
+    relaxed mode and ``b"\\r\\n"`` in simple mode.
+    """
+
+    __slots__ = ("_relaxed", "_held", "_wsp", "_cr", "_any")
+
+    def __init__(self, mode: str = "relaxed") -> None:
+        super().__init__()
+        self._relaxed = _check_mode(mode)
+        self._held = 0      # CRLFs not written yet: they may be trailing empty lines
+        self._wsp = False   # relaxed: a run of SP/TAB is open in the current line
+        self._cr = False    # the last byte was a CR (a line break if LF follows)
+        self._any = False   # some content was written
+
+    @property
+    def mode(self) -> str:
+        return "relaxed" if self._relaxed else "simple"
+
+    @property
+    def held(self) -> int:
+        """The line breaks held back until content follows them."""
+        return self._held
+
+    def _feed(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        # The open white-space run and CR are put back in front: a run of
+        # white space collapses into one SP anyway, so one stands for it.
+        if self._cr or self._wsp:
+            data = (b" " if self._wsp else b"") + (b"\r" if self._cr else b"") + data
+        self._cr = data.endswith(b"\r")
+        if self._cr:
+            data = data[:-1]
+        if self._relaxed:
+            kept = data.rstrip(b" \t")
+            self._wsp = len(kept) < len(data)
+            if b" " in kept or b"\t" in kept:
+                kept = _WSP_RUN.sub(b" ", _WSP_BEFORE_CRLF.sub(b"\r\n", kept))
+            data = kept
+        end = _content_end(data)
+        if end == 0:
+            self._held += len(data) // 2
+            return b""
+        out = CRLF * self._held + data[:end] if self._held else data[:end]
+        self._held = (len(data) - end) // 2
+        self._any = True
+        return out
+
+    def _flush(self) -> bytes:
+        out = b""
+        if self._cr:  # a CR that no LF followed is content
+            out = CRLF * self._held + (b" \r" if self._wsp else b"\r")
+            self._held = 0
+            self._any = True
+        if self._any or not self._relaxed:
+            out += CRLF
+        return out
+
+
+def _content_end(data: bytes) -> int:
+    """Where the trailing run of CRLF pairs of ``data`` starts."""
+    run = len(data) - len(data.rstrip(b"\r\n"))
+    end = len(data) - run
+    tail = data[end:]
+    if len(tail) % 2 == 0 and tail == CRLF * (len(tail) // 2):
+        return end
+    end = len(data)  # a bare CR or LF in the run: count the pairs one by one
+    while data.endswith(CRLF, 0, end):
+        end -= 2
+    return end

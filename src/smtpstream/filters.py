@@ -32,6 +32,7 @@ __all__ = [
     "DotStuffer",
     "Base64WrapEncoder",
     "NormalizeStuffer",
+    "BodyCanonicalizer",
     "CleanLines",
 ]
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING or NO_EXTENSIONS:
         Base64Decoder,
         Base64Encoder,
         Base64WrapEncoder,
+        BodyCanonicalizer,
         DotStuffer,
         EOLNormalizer,
         LineWrapper,
@@ -58,6 +60,7 @@ else:
             Base64Decoder,
             Base64Encoder,
             Base64WrapEncoder,
+            BodyCanonicalizer,
             DotStuffer,
             EOLNormalizer,
             LineWrapper,
@@ -73,6 +76,7 @@ else:
             Base64Decoder,
             Base64Encoder,
             Base64WrapEncoder,
+            BodyCanonicalizer,
             DotStuffer,
             EOLNormalizer,
             LineWrapper,

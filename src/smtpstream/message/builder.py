@@ -30,7 +30,7 @@ from typing import Any, Iterator
 from .. import __version__, filters
 from ..defaults import lookup
 from . import headers as hdr
-from .bodies import Body, BytesBody, SourceBody
+from .bodies import Body, BytesBody, CachedBody, SourceBody
 
 __all__ = ["message", "MessageSource", "MessageError"]
 
@@ -134,10 +134,49 @@ class MessageSource:
         self.sender = sender
         self.recipients = recipients
         self.message_id = message_id
+        self._dkim: Any = None  # a dkim.PreparedSignature, see with_dkim()
+        self._dkim_field: bytes | None = None
+        self._signed: tuple[Any, MessageSource] | None = None  # (signer, the signed copy)
 
     @property
     def size(self) -> int | None:
-        return self._root.size()
+        size = self._root.size()
+        if size is None or self._dkim is None:
+            return size
+        return size + self._dkim.size
+
+    @property
+    def signed(self) -> bool:
+        """True when a DKIM-Signature is written in front of the message."""
+        return self._dkim is not None
+
+    def with_dkim(self, signer: Any) -> MessageSource:
+        """This message signed by ``signer`` (a :class:`smtpstream.dkim.Signer`), as a new source.
+
+        The body is hashed when the message is first read, in a first pass
+        over its parts, and the ``DKIM-Signature`` field is written before
+        the rest on the second. A part read from a one-shot source is spilled
+        to a temporary file on the way (never held in memory), so the
+        message can be read twice. ``size`` stays exact. Asked again with the
+        same signer (a resend), it returns the same copy, rewound: the same
+        bytes, signature included.
+        """
+        if not hasattr(signer, "prepare"):
+            raise TypeError(f"dkim must be a smtpstream.dkim.Signer, got {type(signer).__name__}")
+        if self._signed is not None and self._signed[0] is signer:
+            signed = self._signed[1]
+            if signed.started:
+                signed.rewind()
+            return signed
+        if self._dkim is not None:
+            raise ValueError("this message is signed already")
+        if self.started:
+            raise ValueError("this message was read already: sign it before sending it")
+        _spill_one_shot(self._root)
+        signed = MessageSource(self._root, self.sender, list(self.recipients), self.message_id)
+        signed._dkim = signer.prepare(self._root.head)
+        self._signed = (signer, signed)
+        return signed
 
     @property
     def started(self) -> bool:
@@ -172,8 +211,20 @@ class MessageSource:
 
     def __next__(self) -> bytes:
         if self._chunks is None:
-            self._chunks = self._root.chunks()
+            self._chunks = self._root.chunks() if self._dkim is None else self._signed_chunks()
         return next(self._chunks)
+
+    def _signed_chunks(self) -> Iterator[bytes]:
+        if self._dkim_field is None:  # once: a rewound message keeps its signature
+            chunks = self._root.chunks()
+            try:
+                next(chunks)  # the head: the signature covers it through the header hash
+                body_hash = self._dkim.signer.body_hash(chunks)
+            finally:
+                chunks.close()
+            self._dkim_field = self._dkim.finish(body_hash)
+        yield self._dkim_field
+        yield from self._root.chunks()
 
     def __call__(self) -> bytes | None:
         return next(self, None)
@@ -419,17 +470,25 @@ def _message_id_domain(sender: str | None) -> str:
     return host if "." in host else "localhost.localdomain"
 
 
-def message(mesgt: Mapping) -> MessageSource:
+def message(mesgt: Mapping, *, dkim: Any = None, unsubscribe: Any = None) -> MessageSource:
     """Turn a message table into a source of the message's bytes (see module doc).
 
     The top level gets ``Date`` (now, with the real UTC offset),
     ``Message-ID``, ``MIME-Version: 1.0`` and ``X-Mailer`` unless given
     (MIME-Version is always 1.0). A ``Bcc`` header is never written: its
     addresses are in ``.recipients`` for the envelope only.
+
+    ``unsubscribe``: an https URL and/or a mailto URI (a str or a list)
+    written as ``List-Unsubscribe`` (RFC 2369), with
+    ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` when there is an
+    https URL (RFC 8058). ``dkim``: a :class:`smtpstream.dkim.Signer`; the
+    message is signed (see :meth:`MessageSource.with_dkim`).
     """
     if not isinstance(mesgt, Mapping):
         raise MessageError(f"message() needs a mapping, got {type(mesgt).__name__}")
     given = _lower_headers(mesgt.get("headers"), "message")
+    if unsubscribe is not None:
+        given.update(unsubscribe_headers(unsubscribe, given))
     bcc = given.pop("bcc", None)
     given.pop("mime-version", None)
     sender = None
@@ -457,7 +516,46 @@ def message(mesgt: Mapping) -> MessageSource:
         # In a multipart the delimiter's CRLF ends a part's last line; a
         # single-part message must end its last line itself.
         root.body = _terminated(root.body)
-    return MessageSource(root, sender, recipients, str(message_id))
+    source = MessageSource(root, sender, recipients, str(message_id))
+    return source if dkim is None else source.with_dkim(dkim)
+
+
+def unsubscribe_headers(uris: Any, given: Mapping[str, Any] = {}) -> dict[str, str]:
+    """The List-Unsubscribe (and List-Unsubscribe-Post) headers for these URIs (see ``message``)."""
+    if isinstance(uris, str):
+        uris = [uris]
+    uris = list(uris)
+    if not uris:
+        raise MessageError("unsubscribe: give an https URL and/or a mailto URI")
+    for name in ("list-unsubscribe", "list-unsubscribe-post"):
+        if name in given:
+            raise MessageError(f"unsubscribe= writes {name}: do not give that header too")
+    for uri in uris:
+        if not isinstance(uri, str):
+            raise MessageError(f"unsubscribe: URIs must be str, got {type(uri).__name__}")
+        scheme = uri.split(":", 1)[0].lower()
+        if scheme not in ("https", "mailto") or not uri.isascii() or _NOT_IN_URI.search(uri):
+            raise MessageError(
+                f"unsubscribe: {uri!r} is not an https URL or a mailto URI (ASCII, no spaces, '<', '>' or ',')"
+            )
+        if scheme == "https" and not uri[6:].startswith("//"):
+            raise MessageError(f"unsubscribe: {uri!r} is not an https URL")
+    out = {"list-unsubscribe": ", ".join(f"<{uri}>" for uri in uris)}
+    if any(uri.lower().startswith("https:") for uri in uris):
+        out["list-unsubscribe-post"] = "List-Unsubscribe=One-Click"  # RFC 8058 3.1
+    return out
+
+
+_NOT_IN_URI = re.compile(r"[\s<>,\x00-\x1f\x7f]")
+
+
+def _spill_one_shot(node) -> None:
+    """Make every part read from a one-shot source replayable through a temporary file."""
+    if isinstance(node, _Multipart):
+        for part in node.parts:
+            _spill_one_shot(part)
+    elif not node.body.replayable:
+        node.body = CachedBody(node.body, threshold=0)  # 0: always a file, never memory
 
 
 def _terminated(body: Body) -> Body:

@@ -72,7 +72,7 @@ CONNECTION_FIELDS = frozenset({
     "server", "port", "domain", "create", "timeout", "tls", "tlsmode", "starttls", "ssl_context",
     "user", "password", "token", "auth", "chunking", "pipelining",
 })
-MESSAGE_FIELDS = frozenset({"from", "rcpt", "source", "step", "dsn", "size"})
+MESSAGE_FIELDS = frozenset({"from", "rcpt", "source", "step", "dsn", "size", "dkim"})
 
 
 @dataclass(frozen=True)
@@ -363,6 +363,11 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
                 "this message() source was read before and has a part from a one-shot source:"
                 " build it again to send it again (nothing was sent)", phase="mail")
         source.rewind()
+    if fields.get("dkim") is not None:
+        # The signer is passed in, never imported here: smtp stays free of cryptography.
+        if not hasattr(source, "with_dkim"):
+            raise TypeError("send: dkim= signs a message() source; this source is not one")
+        source = source.with_dkim(fields["dkim"])
     sender = fields.get("from")
     if sender is None:
         sender = getattr(source, "sender", None)
