@@ -6,8 +6,9 @@ pass, then the send), ``dkimpy+smtplib`` (EmailMessage built in memory,
 ``dkim.sign`` over its bytes, ``smtplib.sendmail``) and ``nodemailer-dkim``
 (its ``dkim`` transport option). All sign with rsa-sha256 2048, relaxed/relaxed.
 Jobs: one message with a 64 MiB attachment; 1,000 messages with one 100 KiB
-attachment (``smtpstream-cached-dkim``: the encoded attachment replayed,
-each message still hashed whole).
+attachment (``-cached``: the encoded attachment replayed, each message
+still hashed whole; ``-shared``: the whole body built once with ``shared()``,
+hashed once for all messages).
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def command(name: str, path, count: int, sink_port: int) -> list[str]:
         "smtpstream-dkim": py + [f"--dkim={key}"],
         "smtpstream-cached": py + ["--cached"],
         "smtpstream-cached-dkim": py + ["--cached", f"--dkim={key}"],
+        "smtpstream-shared": py + ["--shared"],
+        "smtpstream-shared-dkim": py + ["--shared", f"--dkim={key}"],
         "dkimpy+smtplib": [sys.executable, str(HERE / "dkimpy_send.py"), *args, key],
         "nodemailer": ["node", str(HERE / "nodemailer_send.js"), *args],
         "nodemailer-dkim": ["node", str(HERE / "nodemailer_send.js"), *args, f"--dkim={key}"],
@@ -69,6 +72,7 @@ def test_sign_one_big_attachment(benchmark, sink_port, name):
 
 
 @pytest.mark.parametrize("name", ["smtpstream", "smtpstream-dkim", "smtpstream-cached", "smtpstream-cached-dkim",
+                                  "smtpstream-shared", "smtpstream-shared-dkim",
                                   "dkimpy+smtplib", "nodemailer", "nodemailer-dkim"])
 def test_sign_thousand_messages(benchmark, sink_port, name):
     path = attachment_file("attach-100k.bin", 100 << 10)

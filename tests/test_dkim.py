@@ -310,3 +310,44 @@ def test_the_sender_never_imports_cryptography():
             "assert 'cryptography' not in sys.modules and 'smtpstream.dkim' not in sys.modules, 'imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(st.sampled_from([b"QUJD", b"", b"x/+9", b"Zm9v="]), max_size=12),
+       before=st.sampled_from([b"", b"a \r\n\r\n", b"t\t", b"x\r"]), after=st.sampled_from([b"", b"\r\n", b" z\r\n"]),
+       mode=st.sampled_from(["relaxed", "simple"]))
+def test_clean_chunks_hash_as_if_canonicalised(lines, before, after, mode):
+    import hashlib
+
+    from smtpstream import filters
+    clean = CleanLines(b"".join(line + b"\r\n" for line in lines))
+    data = run_chain(filters, "normalize", [before + bytes(clean) + after])  # as the transport sends it
+    oracle = (Relaxed if mode == "relaxed" else Simple).canonicalize_body(
+        data if not data or data.endswith(b"\r\n") else data + b"\r\n")
+    assert body_hash([before, clean, after], mode) == hashlib.sha256(oracle).digest()
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_shared_body_is_hashed_once_for_many_messages(keys, algorithm, monkeypatch):
+    from smtpstream.message import shared
+
+    signer = Signer("example.com", "sel", keys[algorithm], algorithm=algorithm)
+    body = shared({1: text("same text  \n\n"), 2: cached(attachment(b"\x00\xff" * 30000, "a.bin"))})
+    hashed = []
+    real = signer.body_hash
+    monkeypatch.setattr(signer, "body_hash", lambda chunks: hashed.append(1) or real(chunks))
+    messages = [b"".join(message({"headers": {"from": "a@example.com", "to": f"u{i}@example.com",
+                                              "subject": f"n {i}"}, "body": body}, dkim=signer))
+                for i in range(5)]
+    assert len(hashed) == 1
+    bodies = {m.split(b"\r\n\r\n", 1)[1] for m in messages}
+    assert len(bodies) == 1  # the same bytes, boundaries included
+    for data in messages:
+        assert verifies(data, signer)
+    assert not verifies(messages[0].replace(b"n 0", b"n 9"), signer)
+    # a one-part shared body, unsigned: the same bytes as the unshared message but for the random fields
+    one = message({"headers": {"from": "a@example.com"}, "body": shared("plain")})
+    data = b"".join(one)
+    assert len(data) == one.size and data.endswith(b"\r\n\r\nplain\r\n")
+    with pytest.raises(MessageError, match="brings its own content-type"):
+        message({"headers": {"content-type": "text/html"}, "body": body})

@@ -1,17 +1,19 @@
 """smtpstream's sender: message() + a Session, one connection.
 
-usage: python smtpstream_send.py HOST PORT ATTACHMENT COUNT [--cached] [--dkim=KEY.pem]
+usage: python smtpstream_send.py HOST PORT ATTACHMENT COUNT [--cached|--shared] [--dkim=KEY.pem]
 With --cached the attachment is encoded once and replayed (bulk sends);
+with --shared the whole body (text and attachment) is built once, shared();
 with --dkim every message is signed (rsa-sha256, relaxed/relaxed).
 """
 import sys
 
-from smtpstream.message import attachment, cached, message, text
+from smtpstream.message import attachment, cached, message, shared, text
 from smtpstream.smtp import Session
 
 
 def main(host, port, path, count, *flags):
-    shared = cached(attachment(path)) if "--cached" in flags else None
+    once = cached(attachment(path)) if "--cached" in flags or "--shared" in flags else None
+    body = shared({1: text("Please find the report attached.\n"), 2: once}) if "--shared" in flags else None
     signer = None
     for flag in flags:
         if flag.startswith("--dkim="):
@@ -23,7 +25,7 @@ def main(host, port, path, count, *flags):
             source = message({
                 "headers": {"from": "Sender <sender@example.com>", "to": f"user{i}@example.com",
                             "subject": f"Report {i}"},
-                "body": {1: text("Please find the report attached.\n"), 2: shared or attachment(path)},
+                "body": body or {1: text("Please find the report attached.\n"), 2: once or attachment(path)},
             }, dkim=signer)
             session.send(from_="sender@example.com", rcpt=source.recipients, source=source)
 

@@ -56,16 +56,29 @@ def body_hash(chunks: Iterable[bytes], mode: str = "relaxed") -> bytes:
     """SHA-256 of the canonical body (``mode`` "relaxed" or "simple").
 
     The chunks are the body as the message gives it; line breaks are made
-    CRLF first, as the transport does, except for chunks marked
-    :class:`~smtpstream.filters.CleanLines` (base64 lines: already CRLF, no
-    white space), which go straight to the canonicaliser.
+    CRLF first, as the transport does. A chunk marked
+    :class:`~smtpstream.filters.CleanLines` (base64 lines: CRLF breaks, no
+    white space, no other CR or LF) is its own canonical form but for the
+    line breaks around it: up to its first content byte it goes through the
+    canonicaliser (which writes what it holds), then straight to the hash up
+    to its last content byte, and its trailing breaks through the
+    canonicaliser again (they may end the body).
     """
     digest = hashlib.sha256()
     canon = filters.BodyCanonicalizer(mode)
     normalizer = filters.EOLNormalizer()
     update = digest.update
     for chunk in chunks:
-        if type(chunk) is not filters.CleanLines or normalizer.state:
+        if type(chunk) is filters.CleanLines and not normalizer.state:
+            start = len(chunk) - len(chunk.lstrip(b"\r\n")) + 1  # to the first content byte
+            end = len(chunk.rstrip(b"\r\n"))
+            if end >= start:
+                view = memoryview(chunk)
+                update(canon(view[:start]))
+                update(view[start:end])
+                update(canon(view[end:]))
+                continue
+        else:
             chunk = normalizer(chunk)
         update(canon(chunk))
     update(canon(None))

@@ -6,14 +6,14 @@ and ``cached`` build the parts users usually want. See ``builder`` for the
 table's shape and where we depart from LuaSocket.
 """
 from .bodies import Body, CachedBody
-from .builder import MessageError, MessageSource, encode_text, message
+from .builder import MessageError, MessageSource, SharedBody, encode_text, message, shared
 from .headers import HeaderError
 from .parts import alternative, attachment, cached, html, inline, related, text
 
 __all__ = [
     "message", "MessageSource", "MessageError", "HeaderError", "Body", "CachedBody",
     "attachment", "inline", "text", "html", "alternative", "related", "cached",
-    "encode_text", "write_eml",
+    "encode_text", "write_eml", "shared", "SharedBody",
 ]
 
 

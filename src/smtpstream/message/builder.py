@@ -56,6 +56,9 @@ class _Leaf:
         yield self.head
         yield from self.body.chunks()
 
+    def body_chunks(self) -> Iterator[bytes]:
+        return self.body.chunks()
+
     def size(self) -> int | None:
         body = self.body.size()
         return None if body is None else len(self.head) + body
@@ -83,6 +86,9 @@ class _Multipart:
     # CRLF--b CRLF before each part, CRLF--b-- CRLF CRLF, then epilogue CRLF.
     def chunks(self) -> Iterator[bytes]:
         yield self.head
+        yield from self.body_chunks()
+
+    def body_chunks(self) -> Iterator[bytes]:
         if self.preamble is not None:
             yield self.preamble + CRLF
         delimiter = b"\r\n--" + self.boundary + CRLF
@@ -115,6 +121,48 @@ class _Multipart:
                 return None
             total += size
         return total
+
+
+class SharedBody:
+    """A message body built once and used by many messages: see :func:`shared`."""
+
+    __slots__ = ("node", "body_hashes")
+
+    def __init__(self, node) -> None:
+        self.node = node
+        #: DKIM body hashes by canonicalisation: the body's bytes never change,
+        #: so a campaign hashes them once however many messages are signed.
+        self.body_hashes: dict[str, bytes] = {}
+
+
+class _SharedRoot:
+    """A message's own head in front of a :class:`SharedBody`."""
+
+    __slots__ = ("head", "shared")
+
+    def __init__(self, head: bytes, shared: SharedBody) -> None:
+        self.head = head
+        self.shared = shared
+
+    def chunks(self) -> Iterator[bytes]:
+        yield self.head
+        yield from self.shared.node.body_chunks()
+
+    def size(self) -> int | None:
+        size = self.shared.node.size()
+        return None if size is None else size - len(self.shared.node.head) + len(self.head)
+
+    @property
+    def body_hashes(self) -> dict[str, bytes]:
+        return self.shared.body_hashes
+
+    @property
+    def replayable(self) -> bool:
+        return self.shared.node.replayable
+
+    @property
+    def seven_bit(self) -> bool:
+        return self.shared.node.seven_bit
 
 
 class MessageSource:
@@ -216,12 +264,16 @@ class MessageSource:
 
     def _signed_chunks(self) -> Iterator[bytes]:
         if self._dkim_field is None:  # once: a rewound message keeps its signature
-            chunks = self._root.chunks()
-            try:
-                next(chunks)  # the head: the signature covers it through the header hash
-                body_hash = self._dkim.signer.body_hash(chunks)
-            finally:
-                chunks.close()
+            signer = self._dkim.signer
+            known = getattr(self._root, "body_hashes", {})  # a SharedBody's, for all its messages
+            body_hash = known.get(signer.body_mode)
+            if body_hash is None:
+                chunks = self._root.chunks()
+                try:
+                    next(chunks)  # the head: the signature covers it through the header hash
+                    body_hash = known[signer.body_mode] = signer.body_hash(chunks)
+                finally:
+                    chunks.close()
             self._dkim_field = self._dkim.finish(body_hash)
         yield self._dkim_field
         yield from self._root.chunks()
@@ -511,7 +563,18 @@ def message(mesgt: Mapping, *, dkim: Any = None, unsubscribe: Any = None) -> Mes
         defaults.append(("x-mailer", MAILER))
     table = dict(mesgt)
     table["headers"] = given  # a copy: the caller's table is never changed (spec 5.3 item 9)
-    root = _build(table, defaults, "message")
+    body = table.get("body")
+    if isinstance(body, SharedBody):
+        unknown = set(table) - {"headers", "body"}
+        if unknown:
+            raise MessageError(f"message: unknown keys {sorted(map(str, unknown))}")
+        for name in ("content-type", "content-transfer-encoding"):
+            if name in given:
+                raise MessageError(f"message: a shared body brings its own {name}: do not give it")
+        own = _head(defaults, given)
+        root = _SharedRoot(own[:-2] + body.node.head, body)  # our fields, the body's, the empty line
+    else:
+        root = _build(table, defaults, "message")
     if isinstance(root, _Leaf):
         # In a multipart the delimiter's CRLF ends a part's last line; a
         # single-part message must end its last line itself.
@@ -549,8 +612,27 @@ def unsubscribe_headers(uris: Any, given: Mapping[str, Any] = {}) -> dict[str, s
 _NOT_IN_URI = re.compile(r"[\s<>,\x00-\x1f\x7f]")
 
 
+def shared(body: Any) -> SharedBody:
+    """A body (a str, bytes, a part's body or a multipart mapping, as in a
+    message table) built once for many messages: ``message({"headers": ...,
+    "body": shared_body})``. Every message then has the same body bytes,
+    boundaries included, and a DKIM signer hashes them once for all (each
+    message costs one header hash and one signature). Parts from one-shot
+    sources are spilled to a temporary file at the first reading.
+    """
+    if isinstance(body, SharedBody):
+        return body
+    node = _build({"body": body}, [], "shared body")
+    if isinstance(node, _Leaf):
+        node.body = _terminated(node.body)
+    _spill_one_shot(node)
+    return SharedBody(node)
+
+
 def _spill_one_shot(node) -> None:
     """Make every part read from a one-shot source replayable through a temporary file."""
+    if isinstance(node, _SharedRoot):
+        return  # spilled when it was made shared
     if isinstance(node, _Multipart):
         for part in node.parts:
             _spill_one_shot(part)
