@@ -351,3 +351,18 @@ def test_a_shared_body_is_hashed_once_for_many_messages(keys, algorithm, monkeyp
     assert len(data) == one.size and data.endswith(b"\r\n\r\nplain\r\n")
     with pytest.raises(MessageError, match="brings its own content-type"):
         message({"headers": {"content-type": "text/html"}, "body": body})
+
+
+def test_a_pool_wide_signer_signs_every_message_that_names_none(keys):
+    pool_signer = Signer("example.com", "pool", keys["rsa-sha256"])
+    own = Signer("example.com", "own", keys["ed25519-sha256"], algorithm="ed25519-sha256")
+    with aiosmtpd_server() as (port, handler):
+        pool = Pool(server=HOST, port=port, connections=2, timeout=20, dkim=pool_signer)
+        fields = [{"source": message(table(f"body {i}\n", subject=f"m{i}"))} for i in range(4)]
+        fields[3]["dkim"] = own  # a message's own signer wins
+        assert all(r.ok for r in pool.send_many(fields))
+        stored = {re.search(rb"\r\nSubject: ([^\r]*)", bytes(e.original_content)).group(1): bytes(e.original_content)
+                  for e in handler.box}
+    for i in range(3):
+        assert b"s=pool;" in stored[b"m%d" % i] and verifies(stored[b"m%d" % i], pool_signer)
+    assert b"s=own;" in stored[b"m3"] and verifies(stored[b"m3"], own)

@@ -20,6 +20,8 @@
   is reported with that error, ``attempted`` False. While no connection has
   succeeded since the last failure, connections are opened one at a time,
   so a broken setup costs a few attempts, not one per message. None: never;
+* ``dkim``: a :class:`smtpstream.dkim.Signer` for every ``message()`` that
+  does not name its own (the ``dkim`` message field);
 * ``resend_unknown`` (True): a message lost after its end of data was
   written (RFC 1047: the server may have it) is sent once more on the next
   connection, Message-ID unchanged, and its result says
@@ -236,7 +238,8 @@ class _Settings:
     def __init__(self, connections: int = 4, max_messages: int = 100, idle_timeout: float = 30.0,
                  rate: float | None = None, health_check_after: float = 1.0, *,
                  backoff_seconds: float = 5.0, backoff_factor: float = 0.5, backoff_floor: float = 1.0,
-                 circuit_breaker: int | None = 3, resend_unknown: bool = True, **conn_fields: Any) -> None:
+                 circuit_breaker: int | None = 3, resend_unknown: bool = True, dkim: Any = None,
+                 **conn_fields: Any) -> None:
         self.connections = _count("connections", connections)
         self.max_messages = _count("max_messages", max_messages)
         self.idle_timeout = _number("idle_timeout", idle_timeout)
@@ -244,6 +247,7 @@ class _Settings:
         if not isinstance(resend_unknown, bool):
             raise TypeError(f"resend_unknown must be True or False, got {resend_unknown!r}")
         self.resend_unknown = resend_unknown
+        self.dkim = dkim
         self.limit = RateLimit(rate, backoff_seconds, backoff_factor, backoff_floor)
         self.breaker = CircuitBreaker(circuit_breaker)
         # The same checks as smtp.send, now rather than in every worker later.
@@ -256,7 +260,7 @@ class _Settings:
 
     def _batch(self, on_result) -> Batch:
         return Batch(attempts=2, backoff=self.limit.backoff, on_result=on_result,
-                     resend_unknown=self.resend_unknown)
+                     resend_unknown=self.resend_unknown, defaults={"dkim": self.dkim} if self.dkim else None)
 
     def _stale(self, link: _Slot, now: float) -> bool:
         session = link.session

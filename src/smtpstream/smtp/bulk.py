@@ -176,11 +176,15 @@ class Batch:
     batch of millions of messages then needs no memory per message. If
     ``on_result`` raises, the batch stops (:meth:`stop`) and ``failure`` holds
     the exception, for the caller to raise once everything is reported.
+    ``defaults`` are message fields given to every message that lacks them
+    (a pool's ``dkim`` signer).
     """
 
     def __init__(self, attempts: int = 1, backoff: Callable[[], None] | None = None,
-                 on_result: Callable[[BulkResult], Any] | None = None, resend_unknown: bool = False) -> None:
+                 on_result: Callable[[BulkResult], Any] | None = None, resend_unknown: bool = False,
+                 defaults: Mapping[str, Any] | None = None) -> None:
         self.attempts = attempts
+        self.defaults = dict(defaults or {})  # message fields for every message that lacks them
         self.backoff = backoff
         self.on_result = on_result
         self.resend_unknown = resend_unknown
@@ -227,7 +231,7 @@ class Batch:
             conn_fields, msg_fields = split_fields(fields, {})
             if conn_fields:
                 raise TypeError(f"connection fields {sorted(conn_fields)} belong to the pool or session")
-            spec = message_spec(msg_fields)
+            spec = message_spec({**self.defaults, **msg_fields} if self.defaults else msg_fields)
         except SMTPError as exc:
             self._file(job, error=exc)
             return None
