@@ -12,13 +12,17 @@ import os
 import ssl
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
 
 from smtpstream import aio, ltn12, smtp
+from smtpstream.filters import CleanLines
 from smtpstream.message import attachment
-from smtpstream.smtp import RemoteProtocolError, SMTPError, SMTPSourceError
+from smtpstream.message.headers import HeaderError
+from smtpstream.smtp import (RemoteProtocolError, SMTPError, SMTPNotSupportedError, SMTPSourceError,
+                             SMTPTimeoutError)
 
 from smtp_servers import HOST, ScriptedServer, make_certificate
 
@@ -172,3 +176,58 @@ def test_251_accepts_a_recipient():
         got = deliver("blocking", server=HOST, port=port, from_="a@example.com", rcpt="b@example.com",
                       source=[b"Subject: x\r\n\r\nbody\r\n"])
     assert got.queue_id == "Y" and got.accepted == ("b@example.com",)
+
+
+# ------------------------------------------------------------------ 5. a server flooding the client
+
+FLOOD_CLIENT = r"""
+import asyncio, sys
+from smtpstream import aio, smtp
+
+def hwm():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+
+def body():
+    block = b"x" * 65535 + b"\n"
+    for _ in range(64 * 16):  # 64 MiB: the server never reads it
+        yield block
+
+fields = dict(server="127.0.0.1", port=int(sys.argv[2]), from_="a@example.com", rcpt="b@example.com",
+              timeout=3, source=body())
+before = hwm()
+try:
+    asyncio.run(aio.send(**fields)) if sys.argv[1] == "aio" else smtp.send(**fields)
+    outcome = "delivered"
+except smtp.SMTPError as exc:
+    outcome = type(exc).__name__
+print(f"{hwm() - before:.1f} {outcome}")
+"""
+
+
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_a_flooding_server_does_not_grow_the_client(transport):
+    # 128 MiB without a line end after the 354; today's asyncio client took it all in.
+    with hostile("flood", "128") as port:
+        out = subprocess.run([sys.executable, "-c", FLOOD_CLIENT, transport, str(port)], capture_output=True,
+                             text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, timeout=60)
+    assert out.returncode == 0, out.stderr
+    grown, outcome = out.stdout.split()
+    print(f"\n{transport}: peak memory grew by {grown} MiB while flooded with 128 MiB ({outcome})")
+    assert outcome in ("RemoteProtocolError", "SMTPTimeoutError")
+    assert float(grown) < 32
+
+
+# ------------------------------------------------------------------ 6. a reply dripped byte by byte
+
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_the_timeout_bounds_a_whole_reply(transport):
+    # The MAIL reply comes one byte every 0.3 s (4.2 s in all) under timeout=1.
+    with hostile("drip", "0.3") as port:
+        started = time.monotonic()
+        got = deliver(transport, server=HOST, port=port, from_="a@example.com", rcpt="b@example.com",
+                      timeout=1, source=[b"Subject: x\r\n\r\nbody\r\n"])
+        elapsed = time.monotonic() - started
+    print(f"\n{transport}: {type(got).__name__} after {elapsed:.2f} s (reply dripped over 4.2 s, timeout=1)")
+    assert isinstance(got, SMTPTimeoutError) and got.phase == "mail", got
+

@@ -31,6 +31,9 @@ __all__ = ["send", "Session"]
 HIGH_WATER = 1 << 18
 #: A write's buffers smaller than this in total are joined into one.
 JOIN_LIMIT = 1 << 18
+#: Bytes received and not yet taken by the dialogue above which reading pauses
+#: (a server flooding us while we upload must not grow the buffer).
+READ_HIGH_WATER = 1 << 16
 
 
 async def send(mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> SendResult:
@@ -69,6 +72,7 @@ class _Link(asyncio.Protocol):
         self.waiter: asyncio.Future | None = None
         self.drained: asyncio.Future | None = None
         self.paused = False
+        self.reading_paused = False
         self.transport: Any = None
 
     def connection_made(self, transport: Any) -> None:
@@ -84,6 +88,9 @@ class _Link(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if len(self.buffer) > READ_HIGH_WATER and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()  # resumed when the dialogue takes the bytes
         self._wake()
 
     def eof_received(self) -> bool:
@@ -109,6 +116,10 @@ class _Link(asyncio.Protocol):
     def take(self) -> bytes:
         data = bytes(self.buffer)
         self.buffer.clear()
+        if self.reading_paused:
+            self.reading_paused = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
         return data
 
     async def read(self, timeout: float) -> bytes:
@@ -169,6 +180,7 @@ class Session:
         self._transport: Any = None
         self._link: _Link | None = None
         self._opened = False
+        self._deadline = 0.0  # when the reply being read must be complete (see Read.more)
 
     # ---- public
 
@@ -383,9 +395,15 @@ class Session:
                     await link.drain(action.timeout)
             return None
         if kind is Read:
+            now = asyncio.get_running_loop().time()
+            if not action.more:
+                self._deadline = now + action.timeout
             if link.buffer:
                 return link.take()
-            return await link.read(action.timeout)
+            left = self._deadline - now
+            if left <= 0:
+                raise TimeoutError("timed out")
+            return await link.read(left)
         if kind is Poll:
             if link.buffer:
                 return link.take()

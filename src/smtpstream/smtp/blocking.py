@@ -14,6 +14,7 @@ from __future__ import annotations
 import select
 import socket
 import ssl
+import time
 from collections.abc import Mapping
 from typing import Any, Iterable
 
@@ -91,6 +92,7 @@ class Session:
         self.client = Client(self.settings)
         self._sock: Any = None
         self._poller: Any = None
+        self._deadline = 0.0  # when the reply being read must be complete (see Read.more)
         self._connect()
 
     # ---- public
@@ -281,7 +283,13 @@ class Session:
                     sock.sendall(buffer)
             return None
         if type(action) is Read:
-            sock.settimeout(action.timeout)
+            now = time.monotonic()
+            if not action.more:
+                self._deadline = now + action.timeout
+            left = self._deadline - now
+            if left <= 0:
+                raise socket.timeout("timed out")
+            sock.settimeout(left)
             return sock.recv(RECV_SIZE)
         if type(action) is Poll:
             if not self._readable():

@@ -115,10 +115,17 @@ class Write:
 
 @dataclass(frozen=True, slots=True)
 class Read:
-    """Read once (up to a block); send back the bytes, ``b""`` at end of stream."""
+    """Read once (up to a block); send back the bytes, ``b""`` at end of stream.
+
+    ``timeout`` is for the whole reply (RFC 5321 4.5.3.2), not for each read:
+    with ``more`` this Read goes on with the reply the previous Read began, and
+    only the time left of that Read's timeout applies (a server dripping its
+    reply a byte at a time cannot hold the connection longer).
+    """
 
     timeout: float
     phase: str
+    more: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,12 +347,14 @@ class Client:
 
     def _reply(self) -> Gen:
         """Read until the next reply (paired with its command) is complete."""
+        more = False
         while True:
             event = self._event()
             if event is NEED_DATA:
                 pending = self.conn.pending
                 phase = _PHASE_OF[pending[0].verb] if pending else self._phase
-                data = yield from self._act(Read(self._timeout(phase), phase))
+                data = yield from self._act(Read(self._timeout(phase), phase, more))
+                more = True
                 self._receive(data)
                 continue
             return self._check(event)
