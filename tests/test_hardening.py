@@ -231,3 +231,52 @@ def test_the_timeout_bounds_a_whole_reply(transport):
     print(f"\n{transport}: {type(got).__name__} after {elapsed:.2f} s (reply dripped over 4.2 s, timeout=1)")
     assert isinstance(got, SMTPTimeoutError) and got.phase == "mail", got
 
+
+# ------------------------------------------------------------------ 8. IDNA 2008, not 2003
+
+@pytest.mark.parametrize("domain, ascii_domain", [
+    ("straße.de", "xn--strae-oqa.de"),       # IDNA 2003: strasse.de, another registrant
+    ("ςπ.example", "xn--1xad.example"),      # IDNA 2003: the σπ domain
+    ("Bücher.example", "xn--bcher-kva.example"),
+])
+def test_a_unicode_domain_goes_to_its_own_a_label(domain, ascii_domain):
+    source = smtp.message({"headers": {"from": "a@example.com", "to": f"anna@{domain}", "subject": "idn"},
+                           "body": "hello"})
+    with ScriptedServer() as server:  # no SMTPUTF8
+        got = deliver("blocking", server=HOST, port=server.port, source=source)
+    assert not isinstance(got, SMTPError), got
+    (stored,) = server.messages
+    assert stored.rcpt_tos == [f"anna@{ascii_domain}"]
+    assert f"To: anna@{ascii_domain}\r\n".encode() in stored.content
+
+
+def test_a_domain_idna_2008_forbids_is_refused_not_rewritten():
+    joined = "a\u200db.example"  # a zero-width joiner: IDNA 2003 drops it silently
+    with pytest.raises(HeaderError):
+        smtp.message({"headers": {"from": "a@example.com", "to": f"anna@{joined}"}, "body": "x"})
+    with ScriptedServer() as server:
+        got = deliver("blocking", server=HOST, port=server.port, from_="a@example.com",
+                      rcpt=f"anna@{joined}", source=[b"Subject: x\r\n\r\nx\r\n"])
+    assert isinstance(got, SMTPNotSupportedError), got
+    assert server.messages == [] and not any(line.startswith(b"RCPT") for line in server.lines)
+
+
+# ------------------------------------------------------------------ 9. CleanLines is checked, not trusted
+
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_a_forged_clean_lines_chunk_cannot_smuggle_a_transaction(transport):
+    forged = (b"Subject: x\r\n\r\nhi\r\n.\r\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<victim@example.com>\r\n"
+              b"DATA\r\nsmuggled\r\n")
+    with ScriptedServer() as server:
+        got = deliver(transport, server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com",
+                      source=[CleanLines(forged)])
+    assert not isinstance(got, SMTPError), got
+    assert [m.content for m in server.messages] == [forged]
+    assert [m.mail_from for m in server.messages] == ["a@example.com"]
+
+
+def test_clean_lines_holds_only_when_it_keeps_its_promise():
+    assert CleanLines(b"QUJD\r\nREVG\r\n").holds() and CleanLines(b"QUJD\r\nRE").holds()
+    for broken in (b"QU.J\r\n", b"QUJD\n", b"QUJD\r", b"\nQUJD", b"QU\rJD\r\n", b"QUJD\n\r"):
+        assert not CleanLines(broken).holds(), broken
+

@@ -33,6 +33,8 @@ import functools
 import re
 from typing import Iterable, Union
 
+from ..idn import to_ascii
+
 __all__ = [
     "HeaderError",
     "canonical_name",
@@ -544,7 +546,7 @@ def _domain(field: str, domain: str) -> str:
         return domain
     if not domain.isascii():
         try:
-            domain = domain.encode("idna").decode("ascii")
+            domain = to_ascii(domain)
         except UnicodeError as exc:
             raise HeaderError(f"{field}: domain {domain!r} cannot be converted to IDNA: {exc}") from None
     if not _DOT_ATOM.fullmatch(domain):

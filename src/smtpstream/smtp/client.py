@@ -28,6 +28,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Generator, Iterable, Iterator
 
+from ..idn import to_ascii
 from . import auth
 from ._state import State, Verb
 from .errors import (
@@ -912,7 +913,7 @@ def _ascii_address(address: str, what: str) -> str:
             phase="mail",
         )
     try:
-        ascii_domain = domain.encode("idna").decode("ascii")
+        ascii_domain = to_ascii(domain)
     except UnicodeError:
         raise SMTPNotSupportedError(
             f"the {what} {address!r} has a domain that cannot be IDNA-encoded and the server"
