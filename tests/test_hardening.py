@@ -7,7 +7,9 @@ and close the window the attack needs.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import itertools
 import os
 import ssl
 import subprocess
@@ -19,7 +21,8 @@ import pytest
 
 from smtpstream import aio, ltn12, smtp
 from smtpstream.filters import CleanLines
-from smtpstream.message import attachment
+from smtpstream.message import attachment, cached, text
+from smtpstream.message.builder import MessageError
 from smtpstream.message.headers import HeaderError
 from smtpstream.smtp import (RemoteProtocolError, SMTPError, SMTPNotSupportedError, SMTPSourceError,
                              SMTPTimeoutError)
@@ -280,3 +283,94 @@ def test_clean_lines_holds_only_when_it_keeps_its_promise():
     for broken in (b"QU.J\r\n", b"QUJD\n", b"QUJD\r", b"\nQUJD", b"QU\rJD\r\n", b"QUJD\n\r"):
         assert not CleanLines(broken).holds(), broken
 
+
+# ------------------------------------------------------------------ 10. small gaps, clear errors
+
+def test_bad_part_arguments_are_refused_when_the_part_is_made():
+    with pytest.raises(TypeError):
+        text(5)  # bytes(5): five NUL bytes
+    with pytest.raises(MessageError):
+        text("x", subtype="plain; charset=utf-7")
+    with pytest.raises(MessageError):
+        attachment(b"x", "a.bin", content_type='application/pdf; name="evil.exe"')
+    with pytest.raises(TypeError):
+        attachment(None)
+    with pytest.raises(MessageError):
+        attachment(b"x", filename="=?utf-8?q?invoice=2Eexe?=")
+    assert attachment(b"x", "a.pdf", content_type="application/pdf")["headers"]["content-type"].startswith(
+        "application/pdf;")
+
+
+def test_header_names_and_address_comments_are_checked_as_they_are():
+    with pytest.raises(MessageError):
+        smtp.message({"headers": {"from": "a@example.com", "\u212aeywords": "x"}, "body": "x"})
+    nested = "(" * 5000 + "x" + ")" * 5000
+    with pytest.raises(HeaderError):
+        smtp.message({"headers": {"from": "a@example.com", "to": f"{nested} b@example.com"}, "body": "x"})
+
+
+@pytest.mark.parametrize("field, value, error", [
+    ("timeout", float("nan"), ValueError),
+    ("timeout", float("inf"), ValueError),
+    ("timeout", {"mail": float("inf")}, ValueError),
+    ("auth", ["PLAIN", 5], TypeError),
+    ("ssl_context", 5, TypeError),
+    ("create", lambda: None, TypeError),
+])
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_bad_connection_fields_are_clear_errors(transport, field, value, error):
+    with ScriptedServer() as server:
+        with pytest.raises(error) as info:
+            fields = dict(server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com",
+                          source=[b"x\r\n"], **{field: value})
+            asyncio.run(aio.send(**fields)) if transport == "aio" else smtp.send(**fields)
+    assert not isinstance(info.value, AttributeError)
+    assert server.messages == []
+
+
+@pytest.mark.parametrize("fields", [
+    {"source": itertools.repeat(b"")},
+    {"source": [b"x\r\n"], "step": lambda source, sink: True},
+], ids=["empty-chunks", "idle-step"])
+def test_a_source_that_never_gives_a_byte_is_given_up(fields):
+    with ScriptedServer() as server:
+        got = deliver("blocking", server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com",
+                      **fields)
+    assert isinstance(got, SMTPSourceError), got
+    assert server.messages == []
+
+
+def test_a_closed_cached_part_cannot_be_sent():
+    part = cached(attachment(b"report" * 100, "r.bin"))
+    message = {"headers": {"from": "a@example.com", "to": "b@example.com"}, "body": {1: part}}
+    assert b"".join(smtp.message(message))
+    part["body"].close()
+    with pytest.raises(ValueError):
+        b"".join(smtp.message(message))
+
+
+def test_a_replay_running_across_close_reads_its_own_file(tmp_path):
+    data = os.urandom(1 << 20)
+    body = cached(attachment(data, "r.bin"), threshold=0)["body"]
+    replay = body.chunks()
+    first = next(replay)
+    body.close()
+    with open(tmp_path / "other", "wb+") as other:  # may get the closed descriptor's number
+        other.write(b"\0" * (2 << 20))
+        other.flush()
+        rest = b"".join(replay)
+    assert base64.b64decode(first + rest) == data
+
+
+@pytest.mark.parametrize("param", ["boundary*=utf-8''evil", 'boundary*0="ev"; boundary*1="il"', "boundary*0*=us-ascii''evil"])
+def test_a_callers_rfc_2231_boundary_does_not_survive_beside_ours(param):
+    import email
+    import email.policy
+
+    source = smtp.message({"headers": {"from": "a@example.com", "content-type": f"multipart/mixed; {param}"},
+                           "body": {1: {"body": "one"}, 2: {"body": "two"}}})
+    raw = b"".join(source)
+    assert b"boundary*" not in raw and b"evil" not in raw
+    default = email.message_from_bytes(raw, policy=email.policy.default)
+    compat = email.message_from_bytes(raw, policy=email.policy.compat32)
+    assert default.get_boundary() == compat.get_boundary() and len(default.get_payload()) == 2

@@ -23,7 +23,7 @@ from .smtp._ioerrors import translate
 from .smtp.client import Client, Fetch, Poll, Read, UpgradeTLS, Write
 from .smtp.bulk import Batch, BulkResult, Job
 from .smtp.errors import SMTPError, SMTPServerDisconnected
-from .smtp.options import SendResult, connection_settings, message_spec, split_fields
+from .smtp.options import SendResult, connection_settings, created_socket, message_spec, split_fields
 
 __all__ = ["send", "Session"]
 
@@ -298,7 +298,7 @@ class Session:
         sock = None
         try:
             if s.create is not None:
-                sock = s.create()
+                sock = created_socket(s.create)
                 sock.setblocking(False)
                 await asyncio.wait_for(loop.sock_connect(sock, (s.server, s.port)), timeout)
                 coro = loop.create_connection(_Link, sock=sock, ssl=context,

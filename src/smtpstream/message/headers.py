@@ -459,6 +459,8 @@ def _phrase_items(text: str) -> list[Item]:
     return _split_wsp(quoted)
 
 
+#: Comments nested deeper than this in an address header are refused.
+MAX_COMMENT_DEPTH = 50
 _ONE_MAILBOX = re.compile(r'[^"(),:;<>\\]*(?:<[^"(),:;<>\\]*>[^"(),:;<>\\]*)?')
 
 
@@ -494,6 +496,8 @@ def _split_address_list(field: str, value: str) -> list[tuple[str | None, list[s
                 i += 1
             elif c == "(":
                 depth += 1
+                if depth > MAX_COMMENT_DEPTH:  # the stdlib parser recurses per level
+                    raise HeaderError(f"{field}: comments nested more than {MAX_COMMENT_DEPTH} deep")
             elif c == ")":
                 depth -= 1
         elif c == '"':

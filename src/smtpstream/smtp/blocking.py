@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 from ._ioerrors import translate
 from .client import Client, Fetch, Poll, Read, UpgradeTLS, Write
-from .options import SendResult, connection_settings, message_spec, split_fields
+from .options import SendResult, connection_settings, created_socket, message_spec, split_fields
 from .bulk import Batch, BulkResult, Job
 from .errors import SMTPError, SMTPServerDisconnected
 
@@ -196,7 +196,7 @@ class Session:
         timeout = s.timeouts["connect"]
         try:
             if s.create is not None:
-                sock = s.create()
+                sock = created_socket(s.create)
                 sock.settimeout(timeout)
                 try:
                     sock.connect((s.server, s.port))

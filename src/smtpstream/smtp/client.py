@@ -95,6 +95,9 @@ WRITE_SIZE = 65536
 BDAT_SIZE = 1 << 20
 #: While uploading, look for an early reply or a close this often (octets).
 POLL_EVERY = 1 << 20
+#: A source (or step) giving no byte this many times in a row is stuck: it
+#: would spin without I/O, out of reach of every timeout.
+MAX_IDLE_PULLS = 100_000
 #: Rounds of 334 challenges before giving up on an AUTH exchange.
 MAX_AUTH_ROUNDS = 5
 
@@ -863,6 +866,12 @@ def _chunks(it: Any, step: Callable | None) -> Any:
 
 
 def _sync_chunks(it: Iterator[Any], step: Callable | None) -> Iterator[Any]:
+    idle = 0  # chunks (or steps) in a row that gave no byte
+
+    def stalled() -> SMTPSourceError:
+        return SMTPSourceError(
+            f"the message source gave no byte in {MAX_IDLE_PULLS} pulls in a row: given up", phase="body")
+
     if step is None:
         while True:
             try:
@@ -875,6 +884,9 @@ def _sync_chunks(it: Iterator[Any], step: Callable | None) -> Iterator[Any]:
                 raise SMTPSourceError(
                     f"the message source gave a {type(chunk).__name__} chunk: chunks must be bytes", phase="body"
                 )
+            idle = 0 if len(chunk) else idle + 1
+            if idle > MAX_IDLE_PULLS:
+                raise stalled()
             yield chunk
         return
     box: list[Any] = []
@@ -895,6 +907,9 @@ def _sync_chunks(it: Iterator[Any], step: Callable | None) -> Iterator[Any]:
                     f"the message source gave a {type(chunk).__name__} chunk: chunks must be bytes", phase="body"
                 )
             yield chunk
+        idle = 0 if any(map(len, box)) else idle + 1
+        if idle > MAX_IDLE_PULLS:  # a step that never calls the sink would spin for ever
+            raise stalled()
         box.clear()
         if not more or ended:
             return
