@@ -7,18 +7,25 @@ and close the window the attack needs.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import itertools
 import os
 import ssl
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
 
 from smtpstream import aio, ltn12, smtp
-from smtpstream.message import attachment
-from smtpstream.smtp import RemoteProtocolError, SMTPError, SMTPSourceError
+from smtpstream.filters import CleanLines
+from smtpstream.message import attachment, cached, text
+from smtpstream.message.builder import MessageError
+from smtpstream.message.headers import HeaderError
+from smtpstream.smtp import (RemoteProtocolError, SMTPError, SMTPNotSupportedError, SMTPSourceError,
+                             SMTPTimeoutError)
 
 from smtp_servers import HOST, ScriptedServer, make_certificate
 
@@ -172,3 +179,198 @@ def test_251_accepts_a_recipient():
         got = deliver("blocking", server=HOST, port=port, from_="a@example.com", rcpt="b@example.com",
                       source=[b"Subject: x\r\n\r\nbody\r\n"])
     assert got.queue_id == "Y" and got.accepted == ("b@example.com",)
+
+
+# ------------------------------------------------------------------ 5. a server flooding the client
+
+FLOOD_CLIENT = r"""
+import asyncio, sys
+from smtpstream import aio, smtp
+
+def hwm():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+
+def body():
+    block = b"x" * 65535 + b"\n"
+    for _ in range(64 * 16):  # 64 MiB: the server never reads it
+        yield block
+
+fields = dict(server="127.0.0.1", port=int(sys.argv[2]), from_="a@example.com", rcpt="b@example.com",
+              timeout=3, source=body())
+before = hwm()
+try:
+    asyncio.run(aio.send(**fields)) if sys.argv[1] == "aio" else smtp.send(**fields)
+    outcome = "delivered"
+except smtp.SMTPError as exc:
+    outcome = type(exc).__name__
+print(f"{hwm() - before:.1f} {outcome}")
+"""
+
+
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_a_flooding_server_does_not_grow_the_client(transport):
+    # 128 MiB without a line end after the 354; today's asyncio client took it all in.
+    with hostile("flood", "128") as port:
+        out = subprocess.run([sys.executable, "-c", FLOOD_CLIENT, transport, str(port)], capture_output=True,
+                             text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, timeout=60)
+    assert out.returncode == 0, out.stderr
+    grown, outcome = out.stdout.split()
+    print(f"\n{transport}: peak memory grew by {grown} MiB while flooded with 128 MiB ({outcome})")
+    assert outcome in ("RemoteProtocolError", "SMTPTimeoutError")
+    assert float(grown) < 32
+
+
+# ------------------------------------------------------------------ 6. a reply dripped byte by byte
+
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_the_timeout_bounds_a_whole_reply(transport):
+    # The MAIL reply comes one byte every 0.3 s (4.2 s in all) under timeout=1.
+    with hostile("drip", "0.3") as port:
+        started = time.monotonic()
+        got = deliver(transport, server=HOST, port=port, from_="a@example.com", rcpt="b@example.com",
+                      timeout=1, source=[b"Subject: x\r\n\r\nbody\r\n"])
+        elapsed = time.monotonic() - started
+    print(f"\n{transport}: {type(got).__name__} after {elapsed:.2f} s (reply dripped over 4.2 s, timeout=1)")
+    assert isinstance(got, SMTPTimeoutError) and got.phase == "mail", got
+
+
+# ------------------------------------------------------------------ 8. IDNA 2008, not 2003
+
+@pytest.mark.parametrize("domain, ascii_domain", [
+    ("straße.de", "xn--strae-oqa.de"),       # IDNA 2003: strasse.de, another registrant
+    ("ςπ.example", "xn--1xad.example"),      # IDNA 2003: the σπ domain
+    ("Bücher.example", "xn--bcher-kva.example"),
+])
+def test_a_unicode_domain_goes_to_its_own_a_label(domain, ascii_domain):
+    source = smtp.message({"headers": {"from": "a@example.com", "to": f"anna@{domain}", "subject": "idn"},
+                           "body": "hello"})
+    with ScriptedServer() as server:  # no SMTPUTF8
+        got = deliver("blocking", server=HOST, port=server.port, source=source)
+    assert not isinstance(got, SMTPError), got
+    (stored,) = server.messages
+    assert stored.rcpt_tos == [f"anna@{ascii_domain}"]
+    assert f"To: anna@{ascii_domain}\r\n".encode() in stored.content
+
+
+def test_a_domain_idna_2008_forbids_is_refused_not_rewritten():
+    joined = "a\u200db.example"  # a zero-width joiner: IDNA 2003 drops it silently
+    with pytest.raises(HeaderError):
+        smtp.message({"headers": {"from": "a@example.com", "to": f"anna@{joined}"}, "body": "x"})
+    with ScriptedServer() as server:
+        got = deliver("blocking", server=HOST, port=server.port, from_="a@example.com",
+                      rcpt=f"anna@{joined}", source=[b"Subject: x\r\n\r\nx\r\n"])
+    assert isinstance(got, SMTPNotSupportedError), got
+    assert server.messages == [] and not any(line.startswith(b"RCPT") for line in server.lines)
+
+
+# ------------------------------------------------------------------ 9. CleanLines is checked, not trusted
+
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_a_forged_clean_lines_chunk_cannot_smuggle_a_transaction(transport):
+    forged = (b"Subject: x\r\n\r\nhi\r\n.\r\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<victim@example.com>\r\n"
+              b"DATA\r\nsmuggled\r\n")
+    with ScriptedServer() as server:
+        got = deliver(transport, server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com",
+                      source=[CleanLines(forged)])
+    assert not isinstance(got, SMTPError), got
+    assert [m.content for m in server.messages] == [forged]
+    assert [m.mail_from for m in server.messages] == ["a@example.com"]
+
+
+def test_clean_lines_holds_only_when_it_keeps_its_promise():
+    assert CleanLines(b"QUJD\r\nREVG\r\n").holds() and CleanLines(b"QUJD\r\nRE").holds()
+    for broken in (b"QU.J\r\n", b"QUJD\n", b"QUJD\r", b"\nQUJD", b"QU\rJD\r\n", b"QUJD\n\r"):
+        assert not CleanLines(broken).holds(), broken
+
+
+# ------------------------------------------------------------------ 10. small gaps, clear errors
+
+def test_bad_part_arguments_are_refused_when_the_part_is_made():
+    with pytest.raises(TypeError):
+        text(5)  # bytes(5): five NUL bytes
+    with pytest.raises(MessageError):
+        text("x", subtype="plain; charset=utf-7")
+    with pytest.raises(MessageError):
+        attachment(b"x", "a.bin", content_type='application/pdf; name="evil.exe"')
+    with pytest.raises(TypeError):
+        attachment(None)
+    with pytest.raises(MessageError):
+        attachment(b"x", filename="=?utf-8?q?invoice=2Eexe?=")
+    assert attachment(b"x", "a.pdf", content_type="application/pdf")["headers"]["content-type"].startswith(
+        "application/pdf;")
+
+
+def test_header_names_and_address_comments_are_checked_as_they_are():
+    with pytest.raises(MessageError):
+        smtp.message({"headers": {"from": "a@example.com", "\u212aeywords": "x"}, "body": "x"})
+    nested = "(" * 5000 + "x" + ")" * 5000
+    with pytest.raises(HeaderError):
+        smtp.message({"headers": {"from": "a@example.com", "to": f"{nested} b@example.com"}, "body": "x"})
+
+
+@pytest.mark.parametrize("field, value, error", [
+    ("timeout", float("nan"), ValueError),
+    ("timeout", float("inf"), ValueError),
+    ("timeout", {"mail": float("inf")}, ValueError),
+    ("auth", ["PLAIN", 5], TypeError),
+    ("ssl_context", 5, TypeError),
+    ("create", lambda: None, TypeError),
+])
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_bad_connection_fields_are_clear_errors(transport, field, value, error):
+    with ScriptedServer() as server:
+        with pytest.raises(error) as info:
+            fields = dict(server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com",
+                          source=[b"x\r\n"], **{field: value})
+            asyncio.run(aio.send(**fields)) if transport == "aio" else smtp.send(**fields)
+    assert not isinstance(info.value, AttributeError)
+    assert server.messages == []
+
+
+@pytest.mark.parametrize("fields", [
+    {"source": itertools.repeat(b"")},
+    {"source": [b"x\r\n"], "step": lambda source, sink: True},
+], ids=["empty-chunks", "idle-step"])
+def test_a_source_that_never_gives_a_byte_is_given_up(fields):
+    with ScriptedServer() as server:
+        got = deliver("blocking", server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com",
+                      **fields)
+    assert isinstance(got, SMTPSourceError), got
+    assert server.messages == []
+
+
+def test_a_closed_cached_part_cannot_be_sent():
+    part = cached(attachment(b"report" * 100, "r.bin"))
+    message = {"headers": {"from": "a@example.com", "to": "b@example.com"}, "body": {1: part}}
+    assert b"".join(smtp.message(message))
+    part["body"].close()
+    with pytest.raises(ValueError):
+        b"".join(smtp.message(message))
+
+
+def test_a_replay_running_across_close_reads_its_own_file(tmp_path):
+    data = os.urandom(1 << 20)
+    body = cached(attachment(data, "r.bin"), threshold=0)["body"]
+    replay = body.chunks()
+    first = next(replay)
+    body.close()
+    with open(tmp_path / "other", "wb+") as other:  # may get the closed descriptor's number
+        other.write(b"\0" * (2 << 20))
+        other.flush()
+        rest = b"".join(replay)
+    assert base64.b64decode(first + rest) == data
+
+
+@pytest.mark.parametrize("param", ["boundary*=utf-8''evil", 'boundary*0="ev"; boundary*1="il"', "boundary*0*=us-ascii''evil"])
+def test_a_callers_rfc_2231_boundary_does_not_survive_beside_ours(param):
+    import email
+    import email.policy
+
+    source = smtp.message({"headers": {"from": "a@example.com", "content-type": f"multipart/mixed; {param}"},
+                           "body": {1: {"body": "one"}, 2: {"body": "two"}}})
+    raw = b"".join(source)
+    assert b"boundary*" not in raw and b"evil" not in raw
+    default = email.message_from_bytes(raw, policy=email.policy.default)
+    compat = email.message_from_bytes(raw, policy=email.policy.compat32)
+    assert default.get_boundary() == compat.get_boundary() and len(default.get_payload()) == 2

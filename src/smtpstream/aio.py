@@ -25,7 +25,7 @@ from .smtp._ioerrors import translate
 from .smtp.client import Client, Fetch, Poll, Read, UpgradeTLS, Write
 from .smtp.bulk import Batch, BulkResult, Job
 from .smtp.errors import SMTPError, SMTPServerDisconnected
-from .smtp.options import SendResult, connection_settings, message_spec, split_fields
+from .smtp.options import SendResult, connection_settings, created_socket, message_spec, split_fields
 
 __all__ = ["send", "Session"]
 
@@ -33,6 +33,9 @@ __all__ = ["send", "Session"]
 HIGH_WATER = 1 << 18
 #: A write's buffers smaller than this in total are joined into one.
 JOIN_LIMIT = 1 << 18
+#: Bytes received and not yet taken by the dialogue above which reading pauses
+#: (a server flooding us while we upload must not grow the buffer).
+READ_HIGH_WATER = 1 << 16
 
 
 async def send(mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> SendResult:
@@ -131,6 +134,7 @@ class _Link(asyncio.Protocol):
         self.waiter: asyncio.Future | None = None
         self.drained: asyncio.Future | None = None
         self.paused = False
+        self.reading_paused = False
         self.transport: Any = None
 
     def connection_made(self, transport: Any) -> None:
@@ -146,6 +150,9 @@ class _Link(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if len(self.buffer) > READ_HIGH_WATER and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()  # resumed when the dialogue takes the bytes
         self._wake()
 
     def eof_received(self) -> bool:
@@ -171,6 +178,10 @@ class _Link(asyncio.Protocol):
     def take(self) -> bytes:
         data = bytes(self.buffer)
         self.buffer.clear()
+        if self.reading_paused:
+            self.reading_paused = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
         return data
 
     async def read(self, timeout: float) -> bytes:
@@ -232,6 +243,7 @@ class Session:
         self._transport: Any = None
         self._link: _Link | None = None
         self._closed_by_caller = False
+        self._deadline = 0.0  # when the reply being read must be complete (see Read.more)
 
     def _new_client(self) -> Client:
         client = Client(self.settings)
@@ -373,7 +385,7 @@ class Session:
         sock = None
         try:
             if s.create is not None:
-                sock = s.create()
+                sock = created_socket(s.create)
                 sock.setblocking(False)
                 await asyncio.wait_for(loop.sock_connect(sock, (s.server, s.port)), timeout)
                 coro = loop.create_connection(_Link, sock=sock, ssl=context,
@@ -470,9 +482,15 @@ class Session:
                     await link.drain(action.timeout)
             return None
         if kind is Read:
+            now = asyncio.get_running_loop().time()
+            if not action.more:
+                self._deadline = now + action.timeout
             if link.buffer:
                 return link.take()
-            return await link.read(action.timeout)
+            left = self._deadline - now
+            if left <= 0:
+                raise TimeoutError("timed out")
+            return await link.read(left)
         if kind is Poll:
             if link.buffer:
                 return link.take()

@@ -237,10 +237,13 @@ class CachedBody(Body):
         self._file: Any = None
         self._size = 0
         self._clean = False  # the encoded bytes are CleanLines (base64 lines)
+        self._closed = False
         self.encode_count = 0  # how many times the inner body was encoded (always <= 1)
 
     def _fill(self) -> None:
         with self._lock:
+            if self._closed:
+                raise ValueError("this cached() part was closed: its bytes are gone")
             if self._inner is None:
                 return
             pieces: list[bytes] = []
@@ -285,25 +288,35 @@ class CachedBody(Body):
 
     def chunks(self) -> Iterator[bytes]:
         self._fill()
-        if self._file is None:
-            if self._memory:
-                yield self._memory
-            return
         # os.pread: concurrent replays share the file without sharing a position.
-        fd = self._file.fileno()
-        # Whole 78-byte base64 lines per block, so each block stays CleanLines.
-        step = BLOCKSIZE // (LINE + 2) * (LINE + 2) if self._clean else BLOCKSIZE
-        offset = 0
-        while offset < self._size:
-            block = os.pread(fd, step, offset)
-            if not block:
-                break
-            offset += len(block)
-            yield CleanLines(block) if self._clean else block
+        # Each replay reads its own duplicate of the descriptor: a close() while
+        # it runs cannot leave it reading whatever file gets the number next.
+        with self._lock:
+            if self._closed:
+                raise ValueError("this cached() part was closed: its bytes are gone")
+            memory = self._memory
+            fd = os.dup(self._file.fileno()) if self._file is not None else None
+        if fd is None:
+            if memory:
+                yield memory
+            return
+        try:
+            # Whole 78-byte base64 lines per block, so each block stays CleanLines.
+            step = BLOCKSIZE // (LINE + 2) * (LINE + 2) if self._clean else BLOCKSIZE
+            offset = 0
+            while offset < self._size:
+                block = os.pread(fd, step, offset)
+                if not block:
+                    break
+                offset += len(block)
+                yield CleanLines(block) if self._clean else block
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
-        """Drop the cached bytes (and the temporary file)."""
+        """Drop the cached bytes (and the temporary file); the part cannot be sent after this."""
         with self._lock:
+            self._closed = True
             if self._file is not None:
                 self._file.close()
                 self._file = None

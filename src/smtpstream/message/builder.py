@@ -293,6 +293,8 @@ def _lower_headers(table: Any, where: str) -> dict[str, Any]:
     for name, value in table.items():
         if not isinstance(name, str):
             raise MessageError(f"{where}: header names must be str, got {name!r}")
+        if not name.isascii():  # str.lower() would make the Kelvin sign a "k"
+            raise MessageError(f"{where}: header name {name!r} is not ASCII")
         key = name.lower()
         if key in out:
             # LuaSocket keeps one of them at random (spec 5.3 item 9).
@@ -315,7 +317,8 @@ def _content_type(value: Any) -> tuple[str, str]:
     return main, sub
 
 
-_BOUNDARY_PARAM = re.compile(r';\s*boundary\s*=\s*(?:"(?:[^"\\]|\\.)*"|[^;]*)', re.I)
+# boundary=, and its RFC 2231 forms boundary*=, boundary*0=, boundary*0*=
+_BOUNDARY_PARAM = re.compile(r';\s*boundary(?:\*\d*\*?)?\s*=\s*(?:"(?:[^"\\]|\\.)*"|[^;]*)', re.I)
 
 
 def _new_boundary() -> bytes:

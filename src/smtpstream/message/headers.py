@@ -33,6 +33,8 @@ import functools
 import re
 from typing import Iterable, Union
 
+from ..idn import to_ascii
+
 __all__ = [
     "HeaderError",
     "canonical_name",
@@ -457,6 +459,8 @@ def _phrase_items(text: str) -> list[Item]:
     return _split_wsp(quoted)
 
 
+#: Comments nested deeper than this in an address header are refused.
+MAX_COMMENT_DEPTH = 50
 _ONE_MAILBOX = re.compile(r'[^"(),:;<>\\]*(?:<[^"(),:;<>\\]*>[^"(),:;<>\\]*)?')
 
 
@@ -492,6 +496,8 @@ def _split_address_list(field: str, value: str) -> list[tuple[str | None, list[s
                 i += 1
             elif c == "(":
                 depth += 1
+                if depth > MAX_COMMENT_DEPTH:  # the stdlib parser recurses per level
+                    raise HeaderError(f"{field}: comments nested more than {MAX_COMMENT_DEPTH} deep")
             elif c == ")":
                 depth -= 1
         elif c == '"':
@@ -544,7 +550,7 @@ def _domain(field: str, domain: str) -> str:
         return domain
     if not domain.isascii():
         try:
-            domain = domain.encode("idna").decode("ascii")
+            domain = to_ascii(domain)
         except UnicodeError as exc:
             raise HeaderError(f"{field}: domain {domain!r} cannot be converted to IDNA: {exc}") from None
     if not _DOT_ATOM.fullmatch(domain):

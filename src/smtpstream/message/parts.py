@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import re
 from typing import Any, BinaryIO, Union
 
 from . import headers as hdr
@@ -53,7 +54,18 @@ def _body_for(source: Any) -> tuple[Body, str | None]:
     if hasattr(source, "read"):
         name = getattr(source, "name", None)
         return Base64FileBody(source), os.path.basename(name) if isinstance(name, str) else None
+    if not (callable(source) or hasattr(source, "__iter__")):
+        raise TypeError(f"attachment() takes a path, a binary file, bytes or a source, got {type(source).__name__}")
     return Base64SourceBody(source), None
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\Z")
+
+
+def _check_token(what: str, value: Any) -> None:
+    """A MIME type or subtype name alone: parameters (``plain; charset=utf-7``) are refused."""
+    if not isinstance(value, str) or not _TOKEN.match(value):
+        raise MessageError(f"{what} must be a bare MIME token (no parameters), got {value!r}")
 
 
 def attachment(
@@ -74,6 +86,14 @@ def attachment(
     """
     body, guessed_name = _body_for(source)
     name = filename if filename is not None else guessed_name
+    if name and "=?" in name and "?=" in name:
+        # Readers decode RFC 2047 words even where RFC 2047 forbids them: the
+        # name shown would not be the name given.
+        raise MessageError(f"attachment file name {name!r} looks like an RFC 2047 encoded word")
+    if content_type is not None:
+        kind, slash, sub = content_type.partition("/") if isinstance(content_type, str) else ("", "", "")
+        _check_token("attachment() content_type", kind if slash else content_type)
+        _check_token("attachment() content_type", sub)
     ctype = content_type or _guess_type(name)
     headers: dict[str, Any] = {}
     if name:
@@ -97,6 +117,10 @@ def inline(source: Union[PathLike, BinaryIO, bytes, Any], content_id: str, **opt
 
 def text(content: Union[str, bytes], subtype: str = "plain", charset: str = "utf-8") -> dict:
     """A text part that picks 7bit, quoted-printable or base64 from its content."""
+    if not isinstance(content, (str, bytes, bytearray, memoryview)):
+        # bytes(5) would be five NUL bytes (and bytes(10**9) a gigabyte)
+        raise TypeError(f"text() takes str or bytes, got {type(content).__name__}")
+    _check_token("text() subtype", subtype)
     data = content.encode(charset) if isinstance(content, str) else bytes(content)
     used = "us-ascii" if data.isascii() else charset
     cte, encoded = encode_text(data)

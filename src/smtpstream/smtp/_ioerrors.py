@@ -20,7 +20,7 @@ def translate(exc: BaseException, phase: str, timeout: float) -> SMTPError:
     """The SMTP exception an I/O error means, carrying the phase it happened in."""
     # asyncio.TimeoutError is TimeoutError from Python 3.11 on.
     if isinstance(exc, (socket.timeout, TimeoutError)):
-        return SMTPTimeoutError(f"no progress within {timeout:g} s", phase=phase)
+        return SMTPTimeoutError(f"timed out ({timeout:g} s)", phase=phase)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return SMTPTLSError(f"TLS certificate verification failed: {exc.verify_message}", phase=phase)
     if isinstance(exc, (ssl.SSLZeroReturnError, ssl.SSLEOFError)) and phase not in ("connect", "starttls"):

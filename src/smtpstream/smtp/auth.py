@@ -167,6 +167,8 @@ def choose(
     offered = {m.upper() for m in offered}
     if wanted is not None:
         order = (wanted,) if isinstance(wanted, str) else tuple(wanted)
+        if not all(isinstance(m, str) for m in order):
+            raise TypeError(f"auth must be a mechanism name or a list of names, got {wanted!r}")
         order = tuple(m.upper() for m in order)
         unknown = [m for m in order if m not in MECHANISMS]
         if unknown:

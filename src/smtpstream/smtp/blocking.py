@@ -14,12 +14,13 @@ from __future__ import annotations
 import select
 import socket
 import ssl
+import time
 from collections.abc import Mapping
 from typing import Any, Iterable
 
 from ._ioerrors import translate
 from .client import Client, Fetch, Poll, Read, UpgradeTLS, Write
-from .options import SendResult, connection_settings, message_spec, split_fields
+from .options import SendResult, connection_settings, created_socket, message_spec, split_fields
 from .bulk import Batch, BulkResult, refuse_coroutine_function
 from .errors import SMTPError, SMTPServerDisconnected
 
@@ -102,6 +103,7 @@ class Session:
         self._sock: Any = None
         self._poller: Any = None
         self._closed_by_caller = False
+        self._deadline = 0.0  # when the reply being read must be complete (see Read.more)
         self._connect()
 
     # ---- public
@@ -233,7 +235,7 @@ class Session:
         timeout = s.timeouts["connect"]
         try:
             if s.create is not None:
-                sock = s.create()
+                sock = created_socket(s.create)
                 sock.settimeout(timeout)
                 try:
                     sock.connect((s.server, s.port))
@@ -320,7 +322,13 @@ class Session:
                     sock.sendall(buffer)
             return None
         if type(action) is Read:
-            sock.settimeout(action.timeout)
+            now = time.monotonic()
+            if not action.more:
+                self._deadline = now + action.timeout
+            left = self._deadline - now
+            if left <= 0:
+                raise socket.timeout("timed out")
+            sock.settimeout(left)
             return sock.recv(RECV_SIZE)
         if type(action) is Poll:
             if not self._readable():

@@ -28,6 +28,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Generator, Iterable, Iterator
 
+from ..idn import to_ascii
 from . import auth
 from ._state import State, Verb
 from .errors import (
@@ -96,6 +97,9 @@ WRITE_SIZE = 65536
 BDAT_SIZE = 1 << 20
 #: While uploading, look for an early reply or a close this often (octets).
 POLL_EVERY = 1 << 20
+#: A source (or step) giving no byte this many times in a row is stuck: it
+#: would spin without I/O, out of reach of every timeout.
+MAX_IDLE_PULLS = 100_000
 #: Rounds of 334 challenges before giving up on an AUTH exchange.
 MAX_AUTH_ROUNDS = 5
 
@@ -117,10 +121,17 @@ class Write:
 
 @dataclass(frozen=True, slots=True)
 class Read:
-    """Read once (up to a block); send back the bytes, ``b""`` at end of stream."""
+    """Read once (up to a block); send back the bytes, ``b""`` at end of stream.
+
+    ``timeout`` is for the whole reply (RFC 5321 4.5.3.2), not for each read:
+    with ``more`` this Read goes on with the reply the previous Read began, and
+    only the time left of that Read's timeout applies (a server dripping its
+    reply a byte at a time cannot hold the connection longer).
+    """
 
     timeout: float
     phase: str
+    more: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,12 +371,14 @@ class Client:
 
     def _reply(self) -> Gen:
         """Read until the next reply (paired with its command) is complete."""
+        more = False
         while True:
             event = self._event()
             if event is NEED_DATA:
                 pending = self.conn.pending
                 phase = _PHASE_OF[pending[0].verb] if pending else self._phase
-                data = yield from self._act(Read(self._timeout(phase), phase))
+                data = yield from self._act(Read(self._timeout(phase), phase, more))
+                more = True
                 self._receive(data)
                 continue
             return self._check(event)
@@ -890,6 +903,12 @@ def _chunks(it: Any, step: Callable | None) -> Any:
 
 
 def _sync_chunks(it: Iterator[Any], step: Callable | None) -> Iterator[Any]:
+    idle = 0  # chunks (or steps) in a row that gave no byte
+
+    def stalled() -> SMTPSourceError:
+        return SMTPSourceError(
+            f"the message source gave no byte in {MAX_IDLE_PULLS} pulls in a row: given up", phase="body")
+
     if step is None:
         while True:
             try:
@@ -900,6 +919,9 @@ def _sync_chunks(it: Iterator[Any], step: Callable | None) -> Iterator[Any]:
                 raise SMTPSourceError(f"the message source failed: {exc!r}", phase="body") from exc
             if not isinstance(chunk, _BYTES_LIKE):
                 raise bad_chunk(chunk)
+            idle = 0 if len(chunk) else idle + 1
+            if idle > MAX_IDLE_PULLS:
+                raise stalled()
             yield chunk
         return
     box: list[Any] = []
@@ -918,6 +940,9 @@ def _sync_chunks(it: Iterator[Any], step: Callable | None) -> Iterator[Any]:
             if not isinstance(chunk, _BYTES_LIKE):
                 raise bad_chunk(chunk)
             yield chunk
+        idle = 0 if any(map(len, box)) else idle + 1
+        if idle > MAX_IDLE_PULLS:  # a step that never calls the sink would spin for ever
+            raise stalled()
         box.clear()
         if not more or ended:
             return
@@ -936,7 +961,7 @@ def _ascii_address(address: str, what: str) -> str:
             phase="mail",
         )
     try:
-        ascii_domain = domain.encode("idna").decode("ascii")
+        ascii_domain = to_ascii(domain)
     except UnicodeError:
         raise SMTPNotSupportedError(
             f"the {what} {address!r} has a domain that cannot be IDNA-encoded and the server"

@@ -8,6 +8,7 @@ delivered message returns. No I/O here.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Iterator
@@ -129,7 +130,7 @@ def _timeouts(value: Any) -> dict[str, float]:
     else:
         items = ((phase, value) for phase in out)
     for phase, seconds in items:
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < math.inf:
             raise ValueError(f"timeout for {phase!r} must be a positive number of seconds, got {seconds!r}")
         out[phase] = float(seconds)
     return out
@@ -174,6 +175,9 @@ def connection_settings(fields: Mapping[str, Any]) -> Settings:
     create = fields.get("create")
     if create is not None and not callable(create):
         raise TypeError("create must be a callable returning an unconnected socket")
+    context = fields.get("ssl_context")
+    if context is not None and not all(hasattr(context, a) for a in ("wrap_socket", "check_hostname")):
+        raise TypeError(f"ssl_context must be an ssl.SSLContext, got {type(context).__name__}")
     wanted = fields.get("auth")
     if wanted is not None:
         auth.choose((), secure=True, token=False, wanted=wanted)  # checks the names
@@ -205,6 +209,14 @@ def _tls_fields(fields: Mapping[str, Any]) -> tuple[Any, Any]:
     if mode not in TLSMODES:
         raise ValueError(f"tlsmode must be one of {sorted(TLSMODES)}, got {mode!r}")
     return TLSMODES[mode]
+
+
+def created_socket(create: Callable[[], Any]) -> Any:
+    """The socket ``create()`` makes (LuaSocket's ``socket.tcp``), or TypeError saying what it gave."""
+    sock = create()
+    if not all(hasattr(sock, name) for name in ("connect", "settimeout", "setblocking", "close")):
+        raise TypeError(f"create() must return an unconnected socket, got {type(sock).__name__}")
+    return sock
 
 
 def default_domain(hostname: str | None, local_ip: str | None) -> str:

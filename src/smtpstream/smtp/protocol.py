@@ -554,7 +554,7 @@ class ClientConnection:
         stuffer = self._stuffer
         if stuffer is None:
             stuffer = self._stuffer = filters.NormalizeStuffer()
-        if type(chunk) is filters.CleanLines and stuffer.eol_state == 0:
+        if type(chunk) is filters.CleanLines and stuffer.eol_state == 0 and chunk.holds():
             # Base64 lines: the stuffer would give them back unchanged. Skip the
             # scan and only restart the stuffer in the state the chunk leaves.
             if chunk:
