@@ -677,6 +677,8 @@ class Client:
         self._in_transaction = True  # from here on a failure needs RSET
         if pipelining:
             self._send(mail, tx)
+            if tx.spec.check_lines:
+                conn.limit_lines()
             for command in rcpts:
                 self._send(command, tx)
             if chunking:
@@ -700,6 +702,8 @@ class Client:
         else:
             self._file((yield from self._exchange(mail, tx)))
             tx.check()
+            if tx.spec.check_lines:
+                conn.limit_lines()
             for command in rcpts:
                 self._file((yield from self._exchange(command, tx)))
             tx.check()
