@@ -310,3 +310,73 @@ def test_line_limit_finds_the_first_long_line_however_the_data_is_cut(lines, cut
         assert f"line {want} " in str(exc)
     else:
         assert want is None
+
+
+# ------------------------------------------------------------------ smtp.open
+
+from smtpstream.smtp import SMTPRecipientsRefused  # noqa: E402
+from smtp_servers import PASSWORD, USER, authenticator  # noqa: E402
+
+RAW = [b"Subject: by hand\n\n", b".leading dot\nbare LF\r", b"\nlast line"]
+
+
+def test_a_dialogue_driven_by_hand_delivers_the_bytes_smtp_send_delivers():
+    with ScriptedServer(extensions=("8BITMIME",)) as server:
+        send(server=HOST, port=server.port, from_="a@example.com", rcpt=["b@example.com", "c@example.com"],
+             source=list(RAW))
+        c = smtp.open(HOST, server.port, timeout=SAFETY_TIMEOUT)
+        ext = c.greet("client.example.org")
+        c.mail("<a@example.com>")
+        c.rcpt("<b@example.com>")
+        c.rcpt("c@example.com")
+        final = c.data(ltn12.source.table(list(RAW)))
+        assert c.quit().code == 221
+        c.close()
+    by_send, by_hand = server.messages
+    assert by_hand.content == by_send.content == b"Subject: by hand\r\n\r\n.leading dot\r\nbare LF\r\nlast line\r\n"
+    assert (by_hand.mail_from, by_hand.rcpt_tos) == (by_send.mail_from, by_send.rcpt_tos)
+    assert ext.code == 250 and "8BITMIME" in ext.text and final.code == 250
+    assert b"EHLO client.example.org" in server.lines
+
+
+def test_open_send_and_the_module_defaults(monkeypatch):
+    with ScriptedServer() as server:
+        monkeypatch.setattr(smtp, "SERVER", HOST)
+        monkeypatch.setattr(smtp, "PORT", server.port)
+        with smtp.open(timeout=SAFETY_TIMEOUT) as c:
+            c.greet()
+            result = c.send({"from": "a@example.com", "rcpt": "b@example.com", "source": [b"Subject: t\r\n\r\nt\r\n"]})
+    assert result.code == 250 and server.messages[0].content == b"Subject: t\r\n\r\nt\r\n"
+    assert server.lines[-1] == b"QUIT"
+
+
+def test_open_raises_smtp_errors():
+    with ScriptedServer(refuse=("no@example.com",)) as server:
+        c = smtp.open(HOST, server.port, timeout=SAFETY_TIMEOUT)
+        c.greet()
+        c.mail("a@example.com")
+        with pytest.raises(SMTPRecipientsRefused) as info:
+            c.rcpt("no@example.com")
+        assert info.value.code == 550
+        c.rcpt("b@example.com")
+        with pytest.raises(SMTPSourceError, match="line 1 "):
+            c.data([b"x" * 1200])
+        assert c.closed  # hung up mid-DATA: the server keeps nothing
+    assert server.messages == []
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("method", ["login", "plain", "auth"])
+def test_open_authenticates(method):
+    handler = AuthHandler()
+    with aiosmtpd_running(handler, authenticator=authenticator, auth_required=True,
+                          auth_require_tls=False) as port:
+        c = smtp.open(HOST, port, starttls="off", timeout=SAFETY_TIMEOUT)
+        c.greet()
+        getattr(c, method)(USER, PASSWORD)
+        c.mail("a@example.com")
+        c.rcpt("b@example.com")
+        c.data(smtp.message({"headers": {"subject": "auth"}, "body": "ok"}))
+        c.quit()
+        c.close()
+    assert len(handler.box) == 1 and b"Subject: auth" in handler.box[0].original_content
