@@ -380,3 +380,16 @@ def test_open_authenticates(method):
         c.quit()
         c.close()
     assert len(handler.box) == 1 and b"Subject: auth" in handler.box[0].original_content
+
+
+@pytest.mark.parametrize("extensions", [("PIPELINING",), ("PIPELINING", "CHUNKING")], ids=["DATA", "BDAT"])
+def test_the_asyncio_transport_checks_lines_too(extensions):
+    import asyncio
+
+    from smtpstream import aio
+
+    with ScriptedServer(extensions=extensions) as server:
+        with pytest.raises(SMTPSourceError, match="line 4 "):
+            asyncio.run(aio.send(server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com",
+                                 source=LONG_AT_4, timeout=SAFETY_TIMEOUT))
+    assert server.messages == []
