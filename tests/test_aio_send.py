@@ -177,7 +177,7 @@ def test_an_async_source_that_fails_mid_body_is_not_delivered():
     from smtp_servers import ScriptedServer
 
     async def broken():
-        yield b"Subject: half\r\n\r\n" + b"y" * (1 << 17) + b"\r\n"
+        yield b"Subject: half\r\n\r\n" + (b"y" * 126 + b"\r\n") * 1024
         raise OSError("the disk went away")
 
     with ScriptedServer() as server:

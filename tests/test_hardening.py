@@ -192,7 +192,7 @@ def hwm():
         return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
 
 def body():
-    block = b"x" * 65535 + b"\n"
+    block = (b"x" * 127 + b"\n") * 512  # 64 KiB of short lines (a line over 1,000 octets is refused)
     for _ in range(64 * 16):  # 64 MiB: the server never reads it
         yield block
 

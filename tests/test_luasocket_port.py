@@ -215,3 +215,181 @@ def test_raw_sources_of_unknown_size_declare_none():
         send(server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com",
              source=iter([b"Subject: s\n\nx\n"]))
     assert server.messages[0].mail_params == []
+
+
+# ------------------------------------------------------------------ the 1000-octet line limit
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from smtpstream.smtp.linelimit import LineLimit  # noqa: E402
+from smtpstream.smtp.options import message_spec  # noqa: E402
+
+LONG_AT_4 = [b"Subject: long\r\n\r\n", b"ok\n", b"y" * 500, b"y" * 499 + b"\r\n", b"after\r\n"]
+
+
+@pytest.mark.parametrize("extensions", [("PIPELINING",), (), ("PIPELINING", "CHUNKING"), ("CHUNKING",)],
+                         ids=["DATA-pipelined", "DATA", "BDAT-pipelined", "BDAT"])
+def test_a_line_over_1000_octets_aborts_before_end_of_data_naming_it(extensions):
+    with ScriptedServer(extensions=extensions) as server:
+        with pytest.raises(SMTPSourceError, match=r"line 4 of the message source is longer than 998") as info:
+            send(server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com", source=LONG_AT_4)
+    assert info.value.phase == "body"
+    assert server.messages == []  # no end of data: the server kept nothing
+    assert not any(b"LAST" in line for line in server.lines)
+
+
+def test_after_a_long_line_in_bdat_the_session_goes_on():
+    with ScriptedServer(extensions=("PIPELINING", "CHUNKING")) as server:
+        with smtp.Session(server=HOST, port=server.port, timeout=SAFETY_TIMEOUT) as session:
+            with pytest.raises(SMTPSourceError, match="line 4"):
+                session.send(from_="a@example.com", rcpt="b@example.com", source=LONG_AT_4)
+            session.send(from_="a@example.com", rcpt="c@example.com", source=[b"Subject: ok\r\n\r\nok\r\n"])
+    assert [m.rcpt_tos for m in server.messages] == [["c@example.com"]]
+    assert b"RSET" in server.lines
+
+
+@pytest.mark.parametrize("extensions", [("PIPELINING",), ("PIPELINING", "CHUNKING")], ids=["DATA", "BDAT"])
+def test_lines_of_998_octets_go_through_and_a_leading_dot_is_not_counted(extensions):
+    body = b"Subject: edge\r\n\r\n" + b"z" * 998 + b"\r\n." + b"d" * 997 + b"\n" + b"e" * 998
+    with ScriptedServer(extensions=extensions) as server:
+        send(server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com", source=[body])
+    assert server.messages[0].content == body.replace(b"\n", b"\r\n").replace(b"\r\r", b"\r") + b"\r\n"
+
+
+def test_a_last_line_over_the_limit_without_its_line_end_is_refused():
+    with ScriptedServer() as server:
+        with pytest.raises(SMTPSourceError, match="line 3 "):
+            send(server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com",
+                 source=[b"Subject: s\r\n\r\n" + b"w" * 999])
+    assert server.messages == []
+
+
+def test_against_aiosmtpd_nothing_is_stored():
+    handler = AuthHandler()
+    with aiosmtpd_running(handler) as port:
+        with pytest.raises(SMTPSourceError, match="line 4"):
+            send(server=HOST, port=port, from_="a@example.com", rcpt="b@example.com", source=LONG_AT_4)
+        send(server=HOST, port=port, from_="a@example.com", rcpt="b@example.com", source=[b"Subject: s\r\n\r\nx\r\n"])
+    assert [e.original_content for e in handler.box] == [b"Subject: s\r\n\r\nx\r\n"]
+
+
+def test_message_output_is_not_checked_unless_a_part_may_have_long_lines(tmp_path):
+    encoded = smtp.message({"body": {1: {"body": "t" * 5000}, 2: {"body": b"\x00" * 3000}}})
+    assert message_spec({"source": encoded, "from": "a@b.c", "rcpt": "d@e.f"}).check_lines is False
+    raw_part = smtp.message({"body": ltn12.source.string(b"s" * 2000)})
+    assert message_spec({"source": raw_part, "from": "a@b.c", "rcpt": "d@e.f"}).check_lines is True
+    verbatim = smtp.message({"headers": {"content-transfer-encoding": "8bit"}, "body": b"v" * 999})
+    assert message_spec({"source": verbatim, "from": "a@b.c", "rcpt": "d@e.f"}).check_lines is True
+    with ScriptedServer() as server:
+        with pytest.raises(SMTPSourceError, match="longer than 998"):
+            send(server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com", source=raw_part)
+    assert server.messages == []
+
+
+def _first_long_line(data: bytes, stuffed: bool) -> int | None:
+    for number, line in enumerate(data.split(b"\r\n"), 1):
+        if len(line) - (stuffed and line[:1] == b".") > 998:
+            return number
+    return None
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(st.tuples(st.integers(0, 1003), st.booleans()), min_size=1, max_size=6),
+       cuts=st.lists(st.integers(0, 6000), max_size=8), stuffed=st.booleans(), ended=st.booleans())
+def test_line_limit_finds_the_first_long_line_however_the_data_is_cut(lines, cuts, stuffed, ended):
+    data = b"\r\n".join((b"." if dot else b"") + b"q" * n for n, dot in lines) + (b"\r\n" if ended else b"")
+    want = _first_long_line(data, stuffed)
+    check = LineLimit()
+    at = 0
+    try:
+        for cut in sorted(c for c in cuts if c <= len(data)) + [len(data)]:
+            check(data[at:cut], stuffed)
+            at = cut
+        check.end()
+    except SMTPSourceError as exc:
+        assert f"line {want} " in str(exc)
+    else:
+        assert want is None
+
+
+# ------------------------------------------------------------------ smtp.open
+
+from smtpstream.smtp import SMTPRecipientsRefused  # noqa: E402
+from smtp_servers import PASSWORD, USER, authenticator  # noqa: E402
+
+RAW = [b"Subject: by hand\n\n", b".leading dot\nbare LF\r", b"\nlast line"]
+
+
+def test_a_dialogue_driven_by_hand_delivers_the_bytes_smtp_send_delivers():
+    with ScriptedServer(extensions=("8BITMIME",)) as server:
+        send(server=HOST, port=server.port, from_="a@example.com", rcpt=["b@example.com", "c@example.com"],
+             source=list(RAW))
+        c = smtp.open(HOST, server.port, timeout=SAFETY_TIMEOUT)
+        ext = c.greet("client.example.org")
+        c.mail("<a@example.com>")
+        c.rcpt("<b@example.com>")
+        c.rcpt("c@example.com")
+        final = c.data(ltn12.source.table(list(RAW)))
+        assert c.quit().code == 221
+        c.close()
+    by_send, by_hand = server.messages
+    assert by_hand.content == by_send.content == b"Subject: by hand\r\n\r\n.leading dot\r\nbare LF\r\nlast line\r\n"
+    assert (by_hand.mail_from, by_hand.rcpt_tos) == (by_send.mail_from, by_send.rcpt_tos)
+    assert ext.code == 250 and "8BITMIME" in ext.text and final.code == 250
+    assert b"EHLO client.example.org" in server.lines
+
+
+def test_open_send_and_the_module_defaults(monkeypatch):
+    with ScriptedServer() as server:
+        monkeypatch.setattr(smtp, "SERVER", HOST)
+        monkeypatch.setattr(smtp, "PORT", server.port)
+        with smtp.open(timeout=SAFETY_TIMEOUT) as c:
+            c.greet()
+            result = c.send({"from": "a@example.com", "rcpt": "b@example.com", "source": [b"Subject: t\r\n\r\nt\r\n"]})
+    assert result.code == 250 and server.messages[0].content == b"Subject: t\r\n\r\nt\r\n"
+    assert server.lines[-1] == b"QUIT"
+
+
+def test_open_raises_smtp_errors():
+    with ScriptedServer(refuse=("no@example.com",)) as server:
+        c = smtp.open(HOST, server.port, timeout=SAFETY_TIMEOUT)
+        c.greet()
+        c.mail("a@example.com")
+        with pytest.raises(SMTPRecipientsRefused) as info:
+            c.rcpt("no@example.com")
+        assert info.value.code == 550
+        c.rcpt("b@example.com")
+        with pytest.raises(SMTPSourceError, match="line 1 "):
+            c.data([b"x" * 1200])
+        assert c.closed  # hung up mid-DATA: the server keeps nothing
+    assert server.messages == []
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("method", ["login", "plain", "auth"])
+def test_open_authenticates(method):
+    handler = AuthHandler()
+    with aiosmtpd_running(handler, authenticator=authenticator, auth_required=True,
+                          auth_require_tls=False) as port:
+        c = smtp.open(HOST, port, starttls="off", timeout=SAFETY_TIMEOUT)
+        c.greet()
+        getattr(c, method)(USER, PASSWORD)
+        c.mail("a@example.com")
+        c.rcpt("b@example.com")
+        c.data(smtp.message({"headers": {"subject": "auth"}, "body": "ok"}))
+        c.quit()
+        c.close()
+    assert len(handler.box) == 1 and b"Subject: auth" in handler.box[0].original_content
+
+
+@pytest.mark.parametrize("extensions", [("PIPELINING",), ("PIPELINING", "CHUNKING")], ids=["DATA", "BDAT"])
+def test_the_asyncio_transport_checks_lines_too(extensions):
+    import asyncio
+
+    from smtpstream import aio
+
+    with ScriptedServer(extensions=extensions) as server:
+        with pytest.raises(SMTPSourceError, match="line 4 "):
+            asyncio.run(aio.send(server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com",
+                                 source=LONG_AT_4, timeout=SAFETY_TIMEOUT))
+    assert server.messages == []

@@ -492,7 +492,7 @@ def test_server_says_421_and_closes(where, phase):
 
 
 def test_drop_in_the_middle_of_data_is_not_claimed_sent():
-    body = [b"Subject: big\r\n\r\n"] + [os.urandom(65536).hex().encode() + b"\r\n"] * 64  # 8 MiB
+    body = [b"Subject: big\r\n\r\n"] + [(os.urandom(49).hex().encode() + b"\r\n") * 1336] * 64  # 8 MiB
     with ScriptedServer(drop_in_data=True) as server:
         with pytest.raises((SMTPServerDisconnected, SMTPUnknownOutcome)) as info:
             send(server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com", source=body)
@@ -532,7 +532,7 @@ def test_a_failed_quit_does_not_undo_a_delivery():
 @pytest.mark.parametrize("failure", [OSError("disk gone"), "a str chunk"])
 def test_source_error_mid_data_sends_no_end_of_data(failure):
     def source():
-        yield b"Subject: half\r\n\r\n" + b"x" * 100_000
+        yield b"Subject: half\r\n\r\n" + (b"x" * 98 + b"\r\n") * 1000
         if isinstance(failure, str):
             yield failure
         raise failure
@@ -574,6 +574,7 @@ def test_step_and_create_are_used():
 
     with ScriptedServer() as server:
         send(server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com",
-             source=ltn12.source.string(b"Subject: s\r\n\r\n" + b"y" * 10000, 1000), step=step, create=create)
+             source=ltn12.source.string(b"Subject: s\r\n\r\n" + (b"y" * 98 + b"\r\n") * 100, 1000), step=step,
+             create=create)
     assert len(steps) == 12 and len(sockets) == 1  # 11 chunks, then the end
-    assert server.messages[0].content == b"Subject: s\r\n\r\n" + b"y" * 10000 + b"\r\n"
+    assert server.messages[0].content == b"Subject: s\r\n\r\n" + (b"y" * 98 + b"\r\n") * 100

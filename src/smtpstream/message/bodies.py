@@ -30,6 +30,12 @@ __all__ = [
 ]
 
 LINE = 76  # base64 characters per line (RFC 2045 6.8)
+MAX_LINE = 998  # octets of a line before its CRLF (RFC 5322 2.1.1, RFC 5321 4.5.3.1.6)
+
+
+def longest_line(data: bytes) -> int:
+    """The longest line of ``data``, any CR or LF ending a line (as the sender normalises them)."""
+    return max(map(len, data.replace(b"\r", b"\n").split(b"\n")), default=0)
 
 
 def base64_size(n: int, line: int = LINE) -> int:
@@ -50,6 +56,9 @@ class Body:
     #: True when the encoded bytes are known to be 7-bit (ASCII): then the
     #: message needs no BODY=8BITMIME (RFC 6152). Unknown counts as 8-bit.
     seven_bit = False
+    #: True when every line is known to fit RFC 5321's 998 octets before its
+    #: CRLF; else the sender checks the lines as they go (unknown: checked).
+    short_lines = False
 
     def chunks(self) -> Iterator[bytes]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -67,6 +76,10 @@ class BytesBody(Body):
     @property
     def seven_bit(self) -> bool:
         return self.data.isascii()
+
+    @property
+    def short_lines(self) -> bool:
+        return longest_line(self.data) <= MAX_LINE
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -136,6 +149,7 @@ class Base64FileBody(Body):
         self._blocksize = blocksize
 
     seven_bit = True  # base64
+    short_lines = True
 
     @property
     def replayable(self) -> bool:
@@ -186,6 +200,7 @@ class Base64SourceBody(Body):
     """Any source of raw bytes, base64-encoded in 76-column lines as it is sent."""
 
     seven_bit = True
+    short_lines = True
 
     __slots__ = ("_source", "_size", "_used")
 
@@ -231,6 +246,7 @@ class CachedBody(Body):
             raise ValueError("threshold must be >= 0")
         self._inner: Body | None = inner
         self.seven_bit = inner.seven_bit
+        self.short_lines = inner.short_lines
         self._threshold = threshold
         self._lock = threading.Lock()
         self._memory: bytes | None = None

@@ -30,12 +30,11 @@ from typing import Any, Iterator
 from .. import __version__, filters
 from ..defaults import lookup
 from . import headers as hdr
-from .bodies import Body, BytesBody, CachedBody, SourceBody
+from .bodies import MAX_LINE, Body, BytesBody, CachedBody, SourceBody, longest_line
 
 __all__ = ["message", "MessageSource", "MessageError"]
 
 CRLF = b"\r\n"
-MAX_LINE = 998  # RFC 5322 2.1.1, without the CRLF
 MAILER = f"smtpstream {__version__}"
 
 
@@ -70,6 +69,10 @@ class _Leaf:
     @property
     def seven_bit(self) -> bool:
         return self.body.seven_bit  # the head is ASCII: headers.py makes it so
+
+    @property
+    def short_lines(self) -> bool:
+        return self.body.short_lines  # headers are folded under 998 (headers.py)
 
 
 class _Multipart:
@@ -107,6 +110,11 @@ class _Multipart:
     def seven_bit(self) -> bool:
         texts = [t for t in (self.preamble, self.epilogue) if t is not None]
         return all(t.isascii() for t in texts) and all(part.seven_bit for part in self.parts)
+
+    @property
+    def short_lines(self) -> bool:
+        texts = [t for t in (self.preamble, self.epilogue) if t is not None]
+        return all(longest_line(t) <= MAX_LINE for t in texts) and all(p.short_lines for p in self.parts)
 
     def size(self) -> int | None:
         total = len(self.head) + len(self.boundary) * (len(self.parts) + 1)
@@ -242,6 +250,12 @@ class MessageSource:
         """True when every byte of the message is known to be ASCII (no BODY=8BITMIME needed)."""
         return self._root.seven_bit
 
+    @property
+    def short_lines(self) -> bool:
+        """True when no line can exceed RFC 5321's limit (every part encoded here):
+        the sender then skips its line check."""
+        return self._root.short_lines
+
     def rewind(self) -> None:
         """Start over: the next chunk is the message's first again, the same bytes
         (Date, Message-ID and boundaries were fixed when it was built).
@@ -342,10 +356,6 @@ def _crlf(data: bytes) -> bytes:
     return normalizer(data) + normalizer(None)
 
 
-def _longest_line(data: bytes) -> int:
-    return max(map(len, data.split(CRLF)), default=0)
-
-
 def _quoted_printable(data: bytes) -> bytes:
     encoder, wrapper = filters.QPEncoder(), filters.QPWrapper()
     return wrapper(encoder(data)) + wrapper(encoder(None)) + wrapper(None)
@@ -363,7 +373,7 @@ def encode_text(data: bytes) -> tuple[str, bytes]:
     stays 7bit; otherwise the shorter of quoted-printable and base64 wins.
     """
     data = _crlf(data)
-    if data.isascii() and b"\0" not in data and _longest_line(data) <= MAX_LINE:
+    if data.isascii() and b"\0" not in data and longest_line(data) <= MAX_LINE:
         return "7bit", data
     qp = _quoted_printable(data)
     b64 = _base64(data)
@@ -665,6 +675,10 @@ class _CRLFTerminated(Body):
     @property
     def seven_bit(self) -> bool:
         return self._inner.seven_bit
+
+    @property
+    def short_lines(self) -> bool:
+        return self._inner.short_lines
 
     def chunks(self) -> Iterator[bytes]:
         last = b""

@@ -318,6 +318,12 @@ class _Folder:
         if tail:  # trailing white space belongs to the last word
             segments = segments[:-1] + [segments[-1] + tail] if segments else [tail]
         costs = [_cost(s) for s in segments]
+        whole = _ew_length(sum(c[0] for c in costs), sum(c[1] for c in costs))
+        if whole <= _EW_MAX and not self.start and len(self.line) + len(lead) + whole > _EW_LINE:
+            # One encoded word on the next line rather than two across a fold:
+            # Python's email (default policy) keeps the space between adjacent
+            # encoded words and doubles it (gh-128110); other readers differ too.
+            self._break()
         i = 0
         while i < len(segments):
             fresh = self.line == "" or self.start

@@ -15,6 +15,7 @@ needs to perform the same actions.
 from ..defaults import DOMAIN, PORT, SERVER, TIMEOUT, ZONE  # LuaSocket's; set them, read per call
 from ..message import message
 from .blocking import Session, send
+from .lowlevel import Connection, open  # noqa: A004 - LuaSocket's name
 from .options import DEFAULT_TIMEOUTS, DSN, SendResult
 from .errors import (
     LocalProtocolError,
@@ -46,6 +47,8 @@ __all__ = [
     "ZONE",
     "message",
     "send",
+    "open",
+    "Connection",
     "Session",
     "SendResult",
     "DSN",

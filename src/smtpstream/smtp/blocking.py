@@ -94,12 +94,15 @@ class Session:
     new one; after :meth:`close`, only :meth:`open` does.
     """
 
+    #: The dialogue run on the connection (``smtp.open`` opens with less of it).
+    _dialogue = Client
+
     def __init__(self, mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
         conn_fields, msg_fields = split_fields(mailt, fields)
         if msg_fields:
             raise TypeError(f"Session: message fields {sorted(msg_fields)} belong in Session.send()")
         self.settings = connection_settings(conn_fields)
-        self.client = Client(self.settings)
+        self.client = self._dialogue(self.settings)
         self._sock: Any = None
         self._poller: Any = None
         self._closed_by_caller = False

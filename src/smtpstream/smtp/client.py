@@ -426,11 +426,21 @@ class Client:
 
     def open(self, hostname: str | None = None, local_ip: str | None = None) -> Gen:
         """Greeting, EHLO (HELO fallback), STARTTLS per policy, AUTH when credentials are set."""
-        s = self.settings
+        yield from self.read_greeting()
+        yield from self.greet(self.settings.domain or default_domain(hostname, local_ip))
+        if self.settings.credentials:
+            yield from self._authenticate()
+
+    def read_greeting(self) -> Gen:
+        """The server's greeting, which must be 2xx."""
         self.greeting = yield from self._reply()
         if not self.greeting.positive:
             raise SMTPReplyError("the server refused the session", phase="greeting", reply=self.greeting)
-        domain = s.domain or default_domain(hostname, local_ip)
+        return self.greeting
+
+    def greet(self, domain: str) -> Gen:
+        """EHLO (HELO fallback), then STARTTLS per policy and EHLO again; returns the last hello reply."""
+        s = self.settings
         yield from self._say_hello(domain)
         if not self.secure and s.starttls != "off":
             if "STARTTLS" in self.conn.extensions:
@@ -454,8 +464,7 @@ class Client:
                     " (use tls=True for port 465, or starttls='off' to allow clear text)",
                     phase="starttls",
                 )
-        if s.credentials:
-            yield from self._authenticate()
+        return self.hello
 
     def _say_hello(self, domain: str) -> Gen:
         reply = yield from self._exchange(Ehlo(domain))
@@ -737,6 +746,8 @@ class Client:
         self._in_transaction = True  # from here on a failure needs RSET
         if pipelining:
             self._send(mail, tx)
+            if tx.spec.check_lines:
+                conn.limit_lines()
             for command in rcpts:
                 self._send(command, tx)
             if chunking:
@@ -760,6 +771,8 @@ class Client:
         else:
             self._file((yield from self._exchange(mail, tx)))
             tx.check()
+            if tx.spec.check_lines:
+                conn.limit_lines()
             for command in rcpts:
                 self._file((yield from self._exchange(command, tx)))
             tx.check()

@@ -345,6 +345,9 @@ class MessageSpec:
     dsn: DSN | None = None
     #: False when the body is known to be 7-bit: no BODY=8BITMIME then (RFC 6152).
     eight_bit: bool = True
+    #: False when every line is known to fit RFC 5321's 1000 octets (a message()
+    #: of encoded parts); else the engine checks each line as it goes.
+    check_lines: bool = True
 
     @property
     def needs_smtputf8(self) -> bool:
@@ -416,8 +419,16 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
     if is_async_source(source):
         if step is not None:
             raise TypeError("step cannot move an async iterable source")
-        return MessageSpec(sender, recipients, AsyncChunks(source), size, None, dsn)
-    return MessageSpec(sender, recipients, ltn12.source.iterate(source), size, step, dsn, _eight_bit(source))
+        return MessageSpec(sender, recipients, AsyncChunks(source), size, None, dsn,
+                           check_lines=_check_lines(source))
+    return MessageSpec(sender, recipients, ltn12.source.iterate(source), size, step, dsn, _eight_bit(source),
+                       _check_lines(source))
+
+
+def _check_lines(source: Any) -> bool:
+    """Whether the lines must be checked as they go: unless the source knows
+    they are short (a message() whose parts it encoded itself)."""
+    return getattr(source, "short_lines", None) is not True
 
 
 def wire_size(chunks: Iterable[Any]) -> int:

@@ -52,6 +52,7 @@ from ._state import (
     outcome_of,
 )
 from .errors import LocalProtocolError, RemoteProtocolError, SMTPProtocolError
+from .linelimit import LineLimit
 from .reply import Reply, ReplyParser, parse_ehlo
 
 __all__ = [
@@ -379,6 +380,7 @@ class ClientConnection:
         self._stuffer = None  # NormalizeStuffer in DATA mode
         self._normalizer = None  # EOLNormalizer in BDAT mode
         self._bdat_tail = b""  # the last 2 bytes of BDAT data so far
+        self._lines: LineLimit | None = None  # this transaction's line check, if asked for
         self.extensions: dict[str, str] = {}
         self.esmtp = False
         self.body_size = 0
@@ -514,6 +516,7 @@ class ClientConnection:
         if verb is Verb.MAIL:  # no body filter state carries over
             self._stuffer = self._normalizer = None
             self._bdat_tail = b""
+            self._lines = None
             self.body_size = 0
         self._state = nxt
         self._pending.append(command)
@@ -545,6 +548,18 @@ class ClientConnection:
         self.extensions = {}
         self.esmtp = False
 
+    def limit_lines(self) -> None:
+        """Check the current transaction's body against RFC 5321's 1000-octet line limit.
+
+        A longer line raises :class:`~smtpstream.smtp.errors.SMTPSourceError`
+        from :meth:`send_body` or :meth:`end_body` (in state BODY: only hanging up
+        aborts DATA now), or from :meth:`send_bdat` before the BDAT is framed.
+        For sources whose lines may be long: ``message()`` output never needs it.
+        """
+        if self._state not in (State.MAIL, State.RCPT):
+            raise LocalProtocolError(f"limit_lines() belongs after MAIL, not in state {self._state.value}")
+        self._lines = LineLimit()
+
     # ---- the body, DATA mode
 
     def send_body(self, chunk: Buffer) -> bytes:
@@ -562,8 +577,12 @@ class ClientConnection:
                 if not chunk.endswith(b"\r\n"):
                     stuffer(chunk[-1:])  # mid-line: one byte of the line puts it there
                 self.body_size += len(chunk)
+            if self._lines is not None:
+                self._lines(chunk, stuffed=False)  # base64 lines need no stuffing
             return chunk
         out = stuffer(chunk)
+        if self._lines is not None:
+            self._lines(out, stuffed=True)
         self.body_size += len(out)
         return out
 
@@ -579,6 +598,8 @@ class ClientConnection:
             tail = stuffer(None)
             self.body_size += len(tail)
             ends_with_crlf = stuffer.state == 2
+        if self._lines is not None:
+            self._lines.end()
         self._advance(EndOfData())
         return b".\r\n" if ends_with_crlf else b"\r\n.\r\n"
 
@@ -609,6 +630,11 @@ class ClientConnection:
             if (self.body_size or any(parts)) and self._bdat_tail != b"\r\n":
                 parts.append(b"\r\n")
             parts = [p for p in parts if p]
+        if self._lines is not None:
+            for part in parts:
+                self._lines(part, stuffed=False)
+            if last:
+                self._lines.end()
         size = sum(map(len, parts))
         if not size and not last:
             return []
