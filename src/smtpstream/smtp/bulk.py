@@ -223,8 +223,6 @@ class Batch:
         if (job.attempts or _started(fields)) and not resendable(fields):
             self._file(job, error=job.error or SMTPError(_CONSUMED))
             return None
-        if _started(fields):
-            fields["source"].rewind()  # the whole message again, byte for byte
         try:
             if "key" in fields:  # the caller's own: comes back on the result, never sent
                 fields = {k: v for k, v in fields.items() if k != "key"}
