@@ -121,3 +121,20 @@ def test_compiled_and_pure_give_the_same_bytes(spec, case):
     c = importlib.import_module("smtpstream._filters")
     py = importlib.import_module("smtpstream._filters_py")
     assert run_chain(c, spec, cut(data, lengths)) == run_chain(py, spec, cut(data, lengths))
+
+
+@pytest.mark.c_extension
+@pytest.mark.parametrize("name", ["LineWrapper", "QPWrapper"])
+@settings(max_examples=200, deadline=None)
+@given(length=st.one_of(st.integers(4, 100), st.integers(2**62, 2**80)),
+       left=st.one_of(st.none(), st.integers(-(2**80), 2**80), st.integers(-5, 100)),
+       data=st.binary(max_size=300), lengths=st.lists(st.integers(0, 40), max_size=8))
+def test_compiled_and_pure_report_the_same_left_for_any_int(name, length, left, data, lengths):
+    # ints beyond a C long long are clamped the same way in both twins (issue 12, item 10)
+    filters = [getattr(importlib.import_module(m), name)(length, left)
+               for m in ("smtpstream._filters", "smtpstream._filters_py")]
+    assert filters[0].left == filters[1].left and filters[0].length == filters[1].length
+    for piece in cut(data, lengths):
+        assert filters[0](piece) == filters[1](piece)
+        assert filters[0].left == filters[1].left
+    assert filters[0](None) == filters[1](None) and filters[0].left == filters[1].left

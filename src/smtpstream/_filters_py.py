@@ -335,34 +335,48 @@ class QPDecoder(_Filter):
 # --------------------------------------------------------------------------
 # Line wrapping
 
-class LineWrapper(_Filter):
-    """Break lines at ``length`` bytes with CRLF (LuaSocket ``wrp``).
+#: The compiled twin keeps ``left`` and ``length`` in a C long long: ints beyond
+#: it are clamped, and reported as given until a byte moves ``left``. Done the
+#: same way here, so that both report the same ``left`` for any input.
+LEFT_MAX = (1 << 63) - 1
 
-    Every CR is dropped, every LF becomes CRLF. Meant for base64 text: breaks
-    fall at byte positions, never at spaces.
-    """
 
-    __slots__ = ("_length", "_left")
+def _clamp(value: int) -> int:
+    return LEFT_MAX if value > LEFT_MAX else -LEFT_MAX if value < -LEFT_MAX else value
 
-    def __init__(self, length: int = 76, left: int | None = None) -> None:
-        super().__init__()
-        self._length = _check_length(length, 1, "line")
-        self._left = self._length if left is None else _check_int(left, "left")
+
+class _Wrapper(_Filter):
+    """What LineWrapper and QPWrapper share: ``length``, ``left``, the line split and the flush."""
+
+    __slots__ = ("_length", "_left", "_length_given", "_left_given")
+    _SOFT_BREAK = CRLF
+
+    def _setup(self, length: object, left: object, minimum: int, what: str) -> None:
+        given = _check_length(length, minimum, what)
+        self._length = _clamp(given)
+        self._length_given = given if self._length != given else None
+        if left is None:
+            self._left, self._left_given = self._length, self._length_given
+        else:
+            given_left = _check_int(left, "left")
+            self._left = _clamp(given_left)
+            self._left_given = given_left if self._left != given_left else None
 
     @property
     def length(self) -> int:
-        return self._length
+        return self._length if self._length_given is None else self._length_given
 
     @property
     def left(self) -> int:
         """Columns still free on the current output line."""
-        return self._left
+        return self._left if self._left_given is None else self._left_given
 
     def _feed(self, data: bytes) -> bytes:
         if b"\r" in data:
             data = data.replace(b"\r", b"")
         if not data:
             return b""
+        self._left_given = None  # a byte other than CR always moves `left`
         out: list[bytes] = []
         lines = data.split(b"\n")
         last = len(lines) - 1
@@ -373,6 +387,28 @@ class LineWrapper(_Filter):
                 out.append(CRLF)
                 self._left = self._length
         return b"".join(out)
+
+    def _wrap_segment(self, line: bytes, out: list[bytes]) -> None:
+        raise NotImplementedError
+
+    def _flush(self) -> bytes:
+        pending = self._left < self._length
+        self._left, self._left_given = self._length, self._length_given
+        return self._SOFT_BREAK if pending else b""
+
+
+class LineWrapper(_Wrapper):
+    """Break lines at ``length`` bytes with CRLF (LuaSocket ``wrp``).
+
+    Every CR is dropped, every LF becomes CRLF. Meant for base64 text: breaks
+    fall at byte positions, never at spaces.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, length: int = 76, left: int | None = None) -> None:
+        super().__init__()
+        self._setup(length, left, 1, "line")
 
     def _wrap_segment(self, line: bytes, out: list[bytes]) -> None:
         length = self._length
@@ -392,50 +428,20 @@ class LineWrapper(_Filter):
             pos += length
         self._left = length - (end - (pos - length))
 
-    def _flush(self) -> bytes:
-        pending = self._left < self._length
-        self._left = self._length
-        return CRLF if pending else b""
 
-
-class QPWrapper(_Filter):
+class QPWrapper(_Wrapper):
     """Insert soft line breaks ``=CRLF`` into quoted-printable text (``qpwrp``).
 
     Lines hold at most ``length - 1`` characters plus the ``=``; an ``=XX``
     escape is never split. CR is dropped and LF is a hard break (CRLF).
     """
 
-    __slots__ = ("_length", "_left")
+    __slots__ = ()
+    _SOFT_BREAK = b"=\r\n"
 
     def __init__(self, length: int = 76, left: int | None = None) -> None:
         super().__init__()
-        self._length = _check_length(length, 4, "quoted-printable line")
-        self._left = self._length if left is None else _check_int(left, "left")
-
-    @property
-    def length(self) -> int:
-        return self._length
-
-    @property
-    def left(self) -> int:
-        """Columns still free on the current output line."""
-        return self._left
-
-    def _feed(self, data: bytes) -> bytes:
-        if b"\r" in data:
-            data = data.replace(b"\r", b"")
-        if not data:
-            return b""
-        out: list[bytes] = []
-        lines = data.split(b"\n")
-        last = len(lines) - 1
-        for index, line in enumerate(lines):
-            if line:
-                self._wrap_segment(line, out)
-            if index != last:
-                out.append(CRLF)
-                self._left = self._length
-        return b"".join(out)
+        self._setup(length, left, 4, "quoted-printable line")
 
     def _wrap_segment(self, line: bytes, out: list[bytes]) -> None:
         # A soft break comes before byte j of the current line when
@@ -460,11 +466,6 @@ class QPWrapper(_Filter):
             pos += stop
             left = length
         self._left = left
-
-    def _flush(self) -> bytes:
-        pending = self._left < self._length
-        self._left = self._length
-        return b"=\r\n" if pending else b""
 
 
 # --------------------------------------------------------------------------
