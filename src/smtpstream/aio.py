@@ -315,14 +315,14 @@ class Session:
         await results.close()
         return batch.conclude()
 
-    async def send_stream(self, fetch, done) -> None:
+    async def send_stream(self, fetch, done, ending=None) -> None:
         """Low level: :meth:`Client.send_stream <smtpstream.smtp.client.Client.send_stream>`;
         ``fetch`` may be a coroutine function."""
         await self._reconnect()
         if self._transport is None:
             raise SMTPServerDisconnected("the session is closed")
         try:
-            await self._run(self.client.send_stream(fetch, done))
+            await self._run(self.client.send_stream(fetch, done, ending))
         finally:
             if not self.client.usable:
                 self._close_transport()

@@ -12,6 +12,7 @@ import sys
 from typing import BinaryIO, Sequence
 
 from . import filters
+from .campaigncmd import add_campaign_parser
 from .sendcmd import EXIT_USAGE, add_send_parser, main_guard
 
 CHUNK = 64 * 1024
@@ -54,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", type=int, default=32, metavar="MiB", help="input size (default 32)")
     bench.set_defaults(run=_bench)
     add_send_parser(sub)
+    add_campaign_parser(sub)
     return parser
 
 

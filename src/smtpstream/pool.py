@@ -258,9 +258,10 @@ class _Settings:
         self.conn_fields = conn
         self.connects = 0  # sessions opened (for tests and statistics)
 
-    def _batch(self, on_result) -> Batch:
+    def _batch(self, on_result, before_end) -> Batch:
         return Batch(attempts=2, backoff=self.limit.backoff, on_result=on_result,
-                     resend_unknown=self.resend_unknown, defaults={"dkim": self.dkim} if self.dkim else None)
+                     resend_unknown=self.resend_unknown, defaults={"dkim": self.dkim} if self.dkim else None,
+                     before_end=before_end)
 
     def _stale(self, link: _Slot, now: float) -> bool:
         session = link.session
@@ -330,12 +331,19 @@ class Pool(_Settings):
     """N blocking sessions on threads (see the module doc)."""
 
     def send_many(self, messages: Iterable[Mapping[str, Any]],
-                  on_result: Callable[[BulkResult], Any] | None = None) -> list[BulkResult] | None:
+                  on_result: Callable[[BulkResult], Any] | None = None, *,
+                  before_end: Callable[[Any], None] | None = None) -> list[BulkResult] | None:
         """One :class:`BulkResult` per message, in order; with ``on_result`` each goes
         to it as soon as it is final (from the pool's threads, one at a time) and
-        None is returned, so that no memory is kept per message."""
+        None is returned, so that no memory is kept per message.
+
+        ``before_end(key)`` is called with a message's ``key`` field just before
+        its end of data is written (from the pool's threads; a resent message
+        calls it again): what a journal records there is all a crash can leave
+        unknown. If it raises, that end of data is not written, the pool stops
+        as for a failing ``on_result``, and the exception is raised."""
         refuse_coroutine_function(on_result)
-        batch = self._batch(on_result)
+        batch = self._batch(on_result, before_end)
         take = batch.taker(messages)
         links = [_Slot() for _ in range(self.connections)]
         # Workers count themselves out on this condition rather than being joined:
@@ -416,7 +424,7 @@ class Pool(_Settings):
                         self._open_failed(batch, link, exc)
                         continue
                     self._opened(link, session)
-                session.send_stream(fetch, done)
+                session.send_stream(fetch, done, batch.ending)
                 link.idle_since = time.monotonic()
         except BaseException as exc:  # a bug, not one message's failure: stop the pool, report, raise
             batch.stop(exc)
@@ -459,16 +467,17 @@ class Pool(_Settings):
 class AsyncPool(_Settings):
     """N :mod:`smtpstream.aio` sessions on tasks (see the module doc)."""
 
-    async def send_many(self, messages: Any, on_result: Callable[[BulkResult], Any] | None = None
-                        ) -> list[BulkResult] | None:
+    async def send_many(self, messages: Any, on_result: Callable[[BulkResult], Any] | None = None, *,
+                        before_end: Callable[[Any], None] | None = None) -> list[BulkResult] | None:
         """The twin of :meth:`Pool.send_many`; ``messages`` may be an async iterable and
-        ``on_result`` a coroutine function (awaited in order)."""
+        ``on_result`` a coroutine function (awaited in order); ``before_end`` is a
+        plain function, called on the event loop."""
         import asyncio  # here, not at the top: the threaded Pool starts faster without it
 
         from . import aio
 
         results = aio.ResultHandler(on_result)
-        batch = self._batch(results.callback)
+        batch = self._batch(results.callback, before_end)
         results.batch = batch
         if hasattr(messages, "__aiter__"):
             pull = aio.job_taker(batch, messages)
@@ -575,7 +584,7 @@ class AsyncPool(_Settings):
                         self._open_failed(batch, link, exc)
                         continue
                     self._opened(link, session)
-                await session.send_stream(fetch, done)
+                await session.send_stream(fetch, done, batch.ending)
                 link.idle_since = time.monotonic()
         except asyncio.CancelledError:
             raise

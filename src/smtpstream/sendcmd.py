@@ -59,12 +59,7 @@ def add_send_parser(sub: Any) -> None:
     body.add_argument("--text-file", metavar="FILE")
     p.add_argument("--html-file", metavar="FILE")
     p.add_argument("--attach", action="append", default=[], metavar="PATH")
-    p.add_argument("--server", default="localhost:25", metavar="HOST[:PORT]")
-    tls = p.add_mutually_exclusive_group()
-    tls.add_argument("--tls", action="store_true", help="TLS from the start (port 465)")
-    tls.add_argument("--starttls", action="store_true", help="require STARTTLS")
-    p.add_argument("--user")
-    p.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
+    add_connection_options(p)
     p.add_argument("--dry-run", action="store_true", help="write the message instead of sending it")
     p.add_argument("--output", metavar="FILE.eml", help="with --dry-run: write here, not to stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -75,7 +70,38 @@ def add_send_parser(sub: Any) -> None:
     d.set_defaults(run=run_demo)
 
 
-def _read_text(path: str) -> str:
+def add_connection_options(p: Any) -> None:
+    """The relay options of ``send`` and ``campaign send``: see :func:`connection_fields`."""
+    p.add_argument("--server", default="localhost:25", metavar="HOST[:PORT]")
+    tls = p.add_mutually_exclusive_group()
+    tls.add_argument("--tls", action="store_true", help="TLS from the start (port 465)")
+    tls.add_argument("--starttls", action="store_true", help="require STARTTLS")
+    p.add_argument("--user")
+    p.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
+
+
+def connection_fields(args: Any) -> dict[str, Any]:
+    """smtp.send's connection fields from the options :func:`add_connection_options` adds
+    (``args`` may be a Namespace or anything with those attributes)."""
+    host, port = _server(args.server)
+    fields: dict[str, Any] = {"server": host}
+    if port is not None:
+        fields["port"] = port
+    if args.tls:
+        fields["tls"] = True
+    if args.starttls:
+        fields["starttls"] = "required"
+    if args.user:
+        var = args.password_env
+        if not var or var not in os.environ:
+            raise CommandError(EXIT_USAGE, "--user needs --password-env naming a set environment variable")
+        fields["user"], fields["password"] = args.user, os.environ[var]
+    if getattr(args, "timeout", None) is not None:
+        fields["timeout"] = args.timeout
+    return fields
+
+
+def read_text(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as handle:
             return handle.read()
@@ -96,10 +122,10 @@ def build_table(args: argparse.Namespace) -> dict:
     if args.bcc:
         headers["bcc"] = ", ".join(args.bcc)
     headers["subject"] = args.subject
-    body_text = args.text if args.text is not None else _read_text(args.text_file) if args.text_file else ""
+    body_text = args.text if args.text is not None else read_text(args.text_file) if args.text_file else ""
     first: Any = text(body_text)
     if args.html_file:
-        first = alternative(first, html(_read_text(args.html_file)))
+        first = alternative(first, html(read_text(args.html_file)))
     for path in args.attach:
         if not os.path.isfile(path) or not os.access(path, os.R_OK):
             raise CommandError(EXIT_NOINPUT, f"attachment not found or unreadable: {path}")
@@ -160,21 +186,7 @@ def run_send(args: argparse.Namespace) -> int:
                 out.write(chunk)
             out.flush()
         return EXIT_OK
-    host, port = _server(args.server)
-    fields: dict[str, Any] = {"from": source.sender, "rcpt": source.recipients, "server": host}
-    if port is not None:
-        fields["port"] = port
-    if args.tls:
-        fields["tls"] = True
-    if args.starttls:
-        fields["starttls"] = "required"
-    if args.user:
-        var = args.password_env
-        if not var or var not in os.environ:
-            raise CommandError(EXIT_USAGE, "--user needs --password-env naming a set environment variable")
-        fields["user"], fields["password"] = args.user, os.environ[var]
-    if args.timeout is not None:
-        fields["timeout"] = args.timeout
+    fields: dict[str, Any] = {"from": source.sender, "rcpt": source.recipients, **connection_fields(args)}
     size = source.size
     body: Any = source
     if not args.quiet and sys.stderr.isatty() and (size is None or size >= PROGRESS_MIN):

@@ -172,13 +172,13 @@ class Session:
             batch.fail(job, lost)
         return batch.conclude()
 
-    def send_stream(self, fetch, done) -> None:
+    def send_stream(self, fetch, done, ending=None) -> None:
         """Low level: :meth:`Client.send_stream <smtpstream.smtp.client.Client.send_stream>` on this connection."""
         self._reconnect()
         if self._sock is None:
             raise SMTPServerDisconnected("the session is closed")
         try:
-            self._run(self.client.send_stream(fetch, done))
+            self._run(self.client.send_stream(fetch, done, ending))
         finally:
             if not self.client.usable:
                 self._close_socket()

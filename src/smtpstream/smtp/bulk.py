@@ -177,12 +177,20 @@ class Batch:
     ``on_result`` raises, the batch stops (:meth:`stop`) and ``failure`` holds
     the exception, for the caller to raise once everything is reported.
     ``defaults`` are message fields given to every message that lacks them
-    (a pool's ``dkim`` signer).
+    (a pool's ``dkim`` signer). ``before_end(key)`` is called with a message's
+    ``key`` field just before its end of data is written (see
+    :meth:`ending`): a journal commits there that the message is on its way.
     """
 
     def __init__(self, attempts: int = 1, backoff: Callable[[], None] | None = None,
                  on_result: Callable[[BulkResult], Any] | None = None, resend_unknown: bool = False,
-                 defaults: Mapping[str, Any] | None = None) -> None:
+                 defaults: Mapping[str, Any] | None = None,
+                 before_end: Callable[[Any], None] | None = None) -> None:
+        if before_end is not None and not callable(before_end):
+            raise TypeError(f"before_end must be callable, got {type(before_end).__name__}")
+        self.before_end = before_end
+        #: What a connection's send_stream calls before each end of data (None: nothing).
+        self.ending = None if before_end is None else self._ending
         self.attempts = attempts
         self.defaults = dict(defaults or {})  # message fields for every message that lacks them
         self.backoff = backoff
@@ -212,6 +220,17 @@ class Batch:
         self.stopping = True
         if failure is not None and self.failure is None:
             self.failure = failure
+
+    def _ending(self, job: Job) -> None:
+        """The end of data of ``job`` is about to be written: tell ``before_end``.
+        If it raises, the batch stops (nothing more starts) and the exception
+        propagates into the dialogue, which then never writes that end of data."""
+        fields = job.fields
+        try:
+            self.before_end(fields.get("key") if isinstance(fields, Mapping) else None)
+        except BaseException as exc:
+            self.stop(exc)
+            raise
 
     def spec(self, job: Job) -> MessageSpec | None:
         """The job's checked spec for its next attempt, or None when it already has its result."""

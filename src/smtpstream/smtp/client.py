@@ -301,6 +301,7 @@ class Client:
         # envelope: ("item", (key, spec) or None) or ("error", exception).
         self._fetch: Callable[[bool], Any] | None = None
         self._ahead: tuple[str, Any] | None = None
+        self._ending: Callable[[Any], None] | None = None
         self._interrupted = False
 
     def interrupt(self) -> None:
@@ -337,6 +338,10 @@ class Client:
         buffers = tuple(b for b in buffers if len(b))
         self._phase = phase
         if ends is not None:
+            if self._ending is not None and not ends.end_written:
+                # The caller's record that this message may now reach the server
+                # (a journal's commit): if it fails, the end of data is not written.
+                self._ending(ends.key)
             ends.end_written = True
         if buffers:
             yield from self._act(Write(buffers, self._timeout(phase), phase))
@@ -537,6 +542,7 @@ class Client:
         self,
         fetch: Callable[[bool], Any],
         done: Callable[[Any, SendResult | None, SMTPError | None], None],
+        ending: Callable[[Any], None] | None = None,
     ) -> Gen:
         """Send the messages ``fetch`` gives, one transaction each, pipelined across messages.
 
@@ -551,8 +557,14 @@ class Client:
         written together with the next message's MAIL, RCPTs and DATA: one
         round trip per message. With CHUNKING the whole message goes as
         ``MAIL RCPT... BDAT n LAST`` in one write.
+
+        ``ending(key)``, when given, is called just before the write that
+        carries a message's end of data (or ``BDAT LAST``), once per
+        transaction: the last moment to record that the server may get it.
+        If it raises, that end of data is never written: the message fails
+        with :class:`SMTPInterrupted` and the exception propagates.
         """
-        self._done, self._fetch, self._ahead = done, fetch, None
+        self._done, self._fetch, self._ahead, self._ending = done, fetch, None, ending
         current: _Transaction | None = None
         try:
             while self.usable or (self._flight is not None and not self._broken):
@@ -599,7 +611,7 @@ class Client:
                     f"the dialogue was abandoned before this message was sent: {exc!r}", phase="mail"))
             raise
         finally:
-            self._done = self._fetch = self._ahead = None
+            self._done = self._fetch = self._ahead = self._ending = None
 
     def _report(self, tx: _Transaction, result: SendResult | None, error: SMTPError | None) -> None:
         tx.reported = True

@@ -1,0 +1,350 @@
+"""The campaign journal in one SQLite file (WAL mode): one row per message and per recipient.
+
+The journal stores; it decides nothing (the states a reply leads to are
+:mod:`.outcome`'s, the retry times :mod:`.retry`'s). Its one rule is the
+commit rule the campaign relies on: :meth:`Journal.sending` is committed
+before the message's end of data is written, and :meth:`Journal.record`
+is committed as soon as the reply is read, so that after ``kill -9`` only
+the rows still marked *sending* have an unknown fate (:meth:`recover` turns
+them into *unknown*).
+
+Message states: ``pending`` (not sent yet), ``sending`` (its end of data may
+be on the wire), ``sent``, ``refused``, ``deferred`` (some recipient waits
+for a retry), ``failed`` (given up), ``unknown`` (RFC 1047: the connection
+was lost after the end of data and before its reply). A recipient has the
+same states but *sending*.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Journal", "JournalError", "Item", "Recipient", "MESSAGE_STATES", "RECIPIENT_STATES"]
+
+SCHEMA_VERSION = "1"
+MESSAGE_STATES = ("pending", "sending", "sent", "refused", "deferred", "failed", "unknown")
+RECIPIENT_STATES = ("pending", "sent", "refused", "deferred", "failed", "unknown")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY,          -- order of first appearance
+    key TEXT NOT NULL UNIQUE,         -- the row's id (or row number)
+    digest TEXT NOT NULL,             -- of the row's content: a changed manifest is refused
+    row TEXT,                         -- the row as JSON (a retry rebuilds the message from it)
+    message_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,   -- ends of data written
+    next_attempt REAL,                -- deferred: when the first recipient is due
+    updated REAL,
+    seen INTEGER NOT NULL DEFAULT 0   -- the last run whose manifest had this key
+);
+CREATE INDEX IF NOT EXISTS messages_state ON messages (state, next_attempt);
+CREATE TABLE IF NOT EXISTS recipients (
+    seq INTEGER NOT NULL,
+    address TEXT NOT NULL,
+    state TEXT NOT NULL,
+    code INTEGER, enhanced TEXT, text TEXT, queue_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    first_deferred REAL, next_attempt REAL, time REAL,
+    PRIMARY KEY (seq, address)
+) WITHOUT ROWID;
+"""
+
+
+class JournalError(Exception):
+    """The journal cannot be used for this campaign (another campaign's, a changed row...)."""
+
+
+@dataclass
+class Recipient:
+    """A recipient's journaled state, as :mod:`.outcome` needs it to decide the next one."""
+
+    address: str
+    state: str
+    attempts: int = 0
+    first_deferred: float | None = None
+
+
+@dataclass
+class Item:
+    """One message to send now: its row, its stable Message-ID, the recipients it goes to."""
+
+    seq: int
+    key: str
+    row: Any
+    message_id: str
+    state: str
+    recipients: list[Recipient]
+    #: States of the message's recipients not tried this time.
+    others: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Entry:
+    """What :meth:`Journal.record` writes for one recipient."""
+
+    address: str
+    state: str
+    code: int | None = None
+    enhanced: str | None = None
+    text: str | None = None
+    queue_id: str | None = None
+    attempted: bool = True
+    first_deferred: float | None = None
+    next_attempt: float | None = None
+
+
+class Journal:
+    """The SQLite journal of one campaign (see the module doc).
+
+    One connection, used from one thread (the campaign's event loop). Every
+    write is committed before the method returns.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a commit is in the WAL file before commit
+            # returns, so it survives the process being killed (not a power loss).
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA busy_timeout=5000")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"{self.path}: not a usable journal ({exc})") from None
+        version = self.get("schema")
+        if version is None:
+            self.put("schema", SCHEMA_VERSION)
+        elif version != SCHEMA_VERSION:
+            raise JournalError(f"{self.path}: journal schema {version}, this smtpstream reads {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---- the campaign's identity and settings
+
+    def get(self, name: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def put(self, name: str, value: str) -> None:
+        self.db.execute("INSERT INTO meta (name, value) VALUES (?, ?) "
+                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
+
+    def get_json(self, name: str) -> Any:
+        value = self.get(name)
+        return None if value is None else json.loads(value)
+
+    def claim(self, campaign_id: str, definition: Mapping[str, Any]) -> int:
+        """Tie the journal to this campaign (or check that it is this campaign's);
+        returns the number of this run (1 for the first)."""
+        known = self.get("campaign")
+        if known is not None and known != campaign_id:
+            old = self.get_json("definition") or {}
+            raise JournalError(
+                f"{self.path} is the journal of another campaign (subject {old.get('subject')!r}, "
+                f"from {old.get('from')!r}, created {self.get('created')}): use a new journal for this one")
+        runs = int(self.get("runs") or 0) + 1
+        with self.transaction():
+            if known is None:
+                self.put("campaign", campaign_id)
+                self.put("definition", json.dumps(definition, sort_keys=True))
+                self.put("created", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()) + " UTC")
+            self.put("runs", str(runs))
+        return runs
+
+    # ---- rows in
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    def add(self, run: int, rows: Iterable[tuple[str, str, Any, str, Sequence[str]]]) -> tuple[int, int]:
+        """Journal rows ``(key, digest, row, message_id, addresses)`` as pending, within
+        the caller's transaction. A key journaled before must have the same digest
+        (else :class:`JournalError`); a key twice in one run is an error too.
+        Returns (rows new, rows known)."""
+        db = self.db
+        new = known = 0
+        find = "SELECT digest, seen FROM messages WHERE key = ?"
+        for key, digest, row, message_id, addresses in rows:
+            found = db.execute(find, (key,)).fetchone()
+            if found is not None:
+                if found[1] == run:
+                    raise JournalError(f"row key {key!r} appears twice in the manifest (keys must be unique)")
+                if found[0] != digest:
+                    raise JournalError(
+                        f"row {key!r} differs from the row journaled under that key in an earlier run:"
+                        " a changed manifest cannot resume this campaign (use a new journal, or restore the row)")
+                db.execute("UPDATE messages SET seen = ? WHERE key = ?", (run, key))
+                known += 1
+                continue
+            cur = db.execute(
+                "INSERT INTO messages (key, digest, row, message_id, state, seen) VALUES (?, ?, ?, ?, 'pending', ?)",
+                (key, digest, None if row is None else json.dumps(row, sort_keys=True), message_id, run))
+            seq = cur.lastrowid
+            db.executemany("INSERT OR IGNORE INTO recipients (seq, address, state) VALUES (?, ?, 'pending')",
+                           [(seq, a) for a in addresses])
+            new += 1
+        return new, known
+
+    def lookup(self, key: str) -> tuple[int, str, str] | None:
+        """(seq, state, message_id) of a key, or None."""
+        return self.db.execute("SELECT seq, state, message_id FROM messages WHERE key = ?", (key,)).fetchone()
+
+    # ---- a run
+
+    def recover(self) -> int:
+        """Rows left *sending* by a run that died: their end of data may have reached
+        the server, so their outcome is unknown. Returns how many."""
+        now = time.time()
+        with self.transaction():
+            seqs = [s for (s,) in self.db.execute("SELECT seq FROM messages WHERE state = 'sending'")]
+            for seq in seqs:
+                self.db.execute(
+                    "UPDATE recipients SET state = 'unknown', time = ?, text = ? WHERE seq = ? AND state = 'pending'",
+                    (now, "the sender stopped after this message's end of data was written and before its"
+                          " reply was read: it may have been delivered", seq))
+                self.db.execute(
+                    "UPDATE recipients SET state = 'unknown' WHERE seq = ? AND state = 'deferred'", (seq,))
+            self.db.execute("UPDATE messages SET state = 'unknown', updated = ? WHERE state = 'sending'", (now,))
+        return len(seqs)
+
+    def due(self, now: float, after: int, resend_unknown: bool, limit: int = 500) -> list[Item]:
+        """Up to ``limit`` messages after ``after`` in journal order that are due now:
+        pending rows, deferred rows whose retry is due, unknown rows when
+        ``resend_unknown``. A pass moves ``after`` forward: each row once per pass."""
+        states = ["pending", "deferred"] + (["unknown"] if resend_unknown else [])
+        rows = self.db.execute(
+            f"SELECT seq, key, row, message_id, state FROM messages WHERE seq > ? AND state IN"
+            f" ({','.join('?' * len(states))}) AND (state != 'deferred' OR next_attempt <= ?) ORDER BY seq LIMIT ?",
+            (after, *states, now, limit)).fetchall()
+        return [self._item(*r, now=now) for r in rows]
+
+    def item(self, seq: int, now: float, resend_unknown: bool) -> Item | None:
+        """The message ``seq`` if it is due now (as :meth:`due` would list it), else None."""
+        row = self.db.execute("SELECT seq, key, row, message_id, state, next_attempt FROM messages WHERE seq = ?",
+                              (seq,)).fetchone()
+        if row is None:
+            return None
+        state, next_attempt = row[4], row[5]
+        if state == "pending" or (state == "unknown" and resend_unknown) or (
+                state == "deferred" and next_attempt is not None and next_attempt <= now):
+            return self._item(*row[:5], now=now)
+        return None
+
+    def _item(self, seq: int, key: str, row: str | None, message_id: str, state: str, now: float) -> Item:
+        if state == "deferred":  # a deferred recipient is due at its own time
+            rcpts = self.db.execute(
+                "SELECT address, state, attempts, first_deferred FROM recipients WHERE seq = ?"
+                " AND state = 'deferred' AND (next_attempt IS NULL OR next_attempt <= ?)", (seq, now)).fetchall()
+        else:
+            rcpts = self.db.execute(
+                "SELECT address, state, attempts, first_deferred FROM recipients WHERE seq = ? AND state = ?",
+                (seq, state)).fetchall()
+        item = Item(seq, key, None if row is None else json.loads(row), message_id, state,
+                    [Recipient(*r) for r in rcpts])
+        if state != "pending":  # a first attempt goes to everyone; a retry to some
+            tried = {r.address for r in item.recipients}
+            item.others = {s for a, s in self.db.execute(
+                "SELECT address, state FROM recipients WHERE seq = ?", (seq,)) if a not in tried}
+        return item
+
+    def sending(self, seq: int) -> None:
+        """Committed before the message's end of data is written."""
+        self.db.execute("UPDATE messages SET state = 'sending', attempts = attempts + 1, updated = ? WHERE seq = ?",
+                        (time.time(), seq))
+
+    def record(self, seq: int, state: str, entries: Sequence[Entry]) -> None:
+        """The outcome of one attempt: the message's new state and its recipients'
+        (the message is next due when its first deferred recipient is)."""
+        now = time.time()
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for e in entries:
+                db.execute(
+                    "UPDATE recipients SET state = ?, code = ?, enhanced = ?, text = ?, queue_id = ?,"
+                    " attempts = attempts + ?, first_deferred = ?, next_attempt = ?, time = ?"
+                    " WHERE seq = ? AND address = ?",
+                    (e.state, e.code, e.enhanced, e.text, e.queue_id, int(e.attempted), e.first_deferred,
+                     e.next_attempt, now, seq, e.address))
+            db.execute("UPDATE messages SET state = ?, updated = ?, next_attempt = (SELECT min(next_attempt)"
+                       " FROM recipients WHERE seq = ? AND state = 'deferred') WHERE seq = ?",
+                       (state, now, seq, seq))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def message_state(self, seq: int) -> str:
+        """The state the recipients add up to (see :func:`summarise`)."""
+        states = {s for (s,) in self.db.execute("SELECT state FROM recipients WHERE seq = ?", (seq,))}
+        return summarise(states)
+
+    # ---- reading it back
+
+    def counts(self) -> dict[str, Any]:
+        """Messages per state (every state present, ``total`` too), and the same per recipient."""
+        def tally(table: str, states: Sequence[str]) -> dict[str, int]:
+            out = dict.fromkeys(states, 0)
+            for state, n in self.db.execute(f"SELECT state, count(*) FROM {table} GROUP BY state"):
+                out[state] = n
+            out["total"] = sum(out.values())
+            return out
+        messages = tally("messages", MESSAGE_STATES)
+        messages["recipients"] = tally("recipients", RECIPIENT_STATES)
+        return messages
+
+    def next_due(self) -> float | None:
+        """When the first deferred recipient is due, or None."""
+        row = self.db.execute("SELECT min(next_attempt) FROM messages WHERE state = 'deferred'").fetchone()
+        return row[0]
+
+    def keys_in(self, state: str) -> list[str]:
+        return [k for (k,) in self.db.execute("SELECT key FROM messages WHERE state = ? ORDER BY seq", (state,))]
+
+    def entry(self, key: str) -> dict[str, Any] | None:
+        """One message's record: state, Message-ID, attempts and every recipient's row."""
+        found = self.db.execute("SELECT seq, state, message_id, attempts, updated FROM messages WHERE key = ?",
+                                (key,)).fetchone()
+        if found is None:
+            return None
+        seq, state, message_id, attempts, updated = found
+        return {"key": key, "state": state, "message_id": message_id, "attempts": attempts, "time": updated,
+                "recipients": [dict(zip(REPORT_FIELDS[1:], r)) for r in self.db.execute(
+                    f"SELECT {', '.join(REPORT_FIELDS[1:])} FROM recipients WHERE seq = ?", (seq,))]}
+
+    def report(self) -> Iterator[tuple[Any, ...]]:
+        """One tuple per recipient, in journal order: see :data:`REPORT_FIELDS`."""
+        yield from self.db.execute(
+            f"SELECT m.key, {', '.join('r.' + f for f in REPORT_FIELDS[1:])} FROM recipients r"
+            " JOIN messages m ON m.seq = r.seq ORDER BY r.seq, r.address")
+
+
+REPORT_FIELDS = ("key", "address", "state", "code", "enhanced", "text", "queue_id", "attempts", "time")
+
+
+def summarise(states: set[str]) -> str:
+    """A message's state from its recipients': what still needs attention first."""
+    for state in ("unknown", "deferred", "pending", "sent", "refused"):
+        if state in states:
+            return state
+    return "failed"
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, kind: Any, *rest: Any) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
