@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS messages (
     updated REAL,
     seen INTEGER NOT NULL DEFAULT 0   -- the last run whose manifest had this key
 );
-CREATE INDEX IF NOT EXISTS messages_state ON messages (state, next_attempt);
+-- Only deferred rows: a row going pending -> sending -> sent touches no index.
+CREATE INDEX IF NOT EXISTS messages_deferred ON messages (next_attempt) WHERE state = 'deferred';
 CREATE TABLE IF NOT EXISTS recipients (
     seq INTEGER NOT NULL,
     address TEXT NOT NULL,
@@ -108,6 +109,7 @@ class Journal:
 
     def __init__(self, path: str) -> None:
         self.path = str(path)
+        self._open = False  # a transaction of record(commit=False) awaiting flush()
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -125,6 +127,7 @@ class Journal:
             raise JournalError(f"{self.path}: journal schema {version}, this smtpstream reads {SCHEMA_VERSION}")
 
     def close(self) -> None:
+        self.flush()
         self.db.close()
 
     # ---- the campaign's identity and settings
@@ -162,6 +165,7 @@ class Journal:
     # ---- rows in
 
     def transaction(self) -> _Transaction:
+        self.flush()
         return _Transaction(self.db)
 
     def add(self, run: int, rows: Iterable[tuple[str, str, Any, str, Sequence[str]]]) -> tuple[int, int]:
@@ -171,26 +175,29 @@ class Journal:
         Returns (rows new, rows known)."""
         db = self.db
         new = known = 0
-        find = "SELECT digest, seen FROM messages WHERE key = ?"
+        insert = ("INSERT INTO messages (key, digest, row, message_id, state, seen)"
+                  " VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (key) DO NOTHING")
         for key, digest, row, message_id, addresses in rows:
-            found = db.execute(find, (key,)).fetchone()
-            if found is not None:
-                if found[1] == run:
-                    raise JournalError(f"row key {key!r} appears twice in the manifest (keys must be unique)")
-                if found[0] != digest:
-                    raise JournalError(
-                        f"row {key!r} differs from the row journaled under that key in an earlier run:"
-                        " a changed manifest cannot resume this campaign (use a new journal, or restore the row)")
-                db.execute("UPDATE messages SET seen = ? WHERE key = ?", (run, key))
-                known += 1
+            cur = db.execute(insert, (key, digest, None if row is None else json.dumps(row), message_id, run))
+            if cur.rowcount == 1:
+                seq = cur.lastrowid
+                if len(addresses) == 1:
+                    db.execute("INSERT INTO recipients (seq, address, state) VALUES (?, ?, 'pending')",
+                               (seq, addresses[0]))
+                else:
+                    db.executemany("INSERT OR IGNORE INTO recipients (seq, address, state) VALUES (?, ?, 'pending')",
+                                   [(seq, a) for a in addresses])
+                new += 1
                 continue
-            cur = db.execute(
-                "INSERT INTO messages (key, digest, row, message_id, state, seen) VALUES (?, ?, ?, ?, 'pending', ?)",
-                (key, digest, None if row is None else json.dumps(row, sort_keys=True), message_id, run))
-            seq = cur.lastrowid
-            db.executemany("INSERT OR IGNORE INTO recipients (seq, address, state) VALUES (?, ?, 'pending')",
-                           [(seq, a) for a in addresses])
-            new += 1
+            found = db.execute("SELECT digest, seen FROM messages WHERE key = ?", (key,)).fetchone()
+            if found[1] == run:
+                raise JournalError(f"row key {key!r} appears twice in the manifest (keys must be unique)")
+            if found[0] != digest:
+                raise JournalError(
+                    f"row {key!r} differs from the row journaled under that key in an earlier run:"
+                    " a changed manifest cannot resume this campaign (use a new journal, or restore the row)")
+            db.execute("UPDATE messages SET seen = ? WHERE key = ?", (run, key))
+            known += 1
         return new, known
 
     def lookup(self, key: str) -> tuple[int, str, str] | None:
@@ -224,7 +231,18 @@ class Journal:
             f"SELECT seq, key, row, message_id, state FROM messages WHERE seq > ? AND state IN"
             f" ({','.join('?' * len(states))}) AND (state != 'deferred' OR next_attempt <= ?) ORDER BY seq LIMIT ?",
             (after, *states, now, limit)).fetchall()
-        return [self._item(*r, now=now) for r in rows]
+        if not rows:
+            return []
+        # The recipients of the page's pending rows in one query (the common case).
+        pending: dict[int, list[Recipient]] = {r[0]: [] for r in rows if r[4] == "pending"}
+        if pending:
+            for seq, address, state, attempts, first in self.db.execute(
+                    "SELECT seq, address, state, attempts, first_deferred FROM recipients"
+                    " WHERE seq BETWEEN ? AND ? AND state = 'pending'", (min(pending), max(pending))):
+                if seq in pending:
+                    pending[seq].append(Recipient(address, state, attempts, first))
+        return [Item(r[0], r[1], None if r[2] is None else json.loads(r[2]), r[3], r[4], pending[r[0]])
+                if r[4] == "pending" else self._item(*r, now=now) for r in rows]
 
     def item(self, seq: int, now: float, resend_unknown: bool) -> Item | None:
         """The message ``seq`` if it is due now (as :meth:`due` would list it), else None."""
@@ -256,17 +274,40 @@ class Journal:
         return item
 
     def sending(self, seq: int) -> None:
-        """Committed before the message's end of data is written."""
+        """Committed before the message's end of data is written (with any outcome
+        :meth:`record` left for :meth:`flush`: one commit for both)."""
         self.db.execute("UPDATE messages SET state = 'sending', attempts = attempts + 1, updated = ? WHERE seq = ?",
                         (time.time(), seq))
+        if self._open:
+            self.flush()
 
-    def record(self, seq: int, state: str, entries: Sequence[Entry]) -> None:
+    def flush(self) -> None:
+        """Commit what :meth:`record` wrote with ``commit=False``."""
+        if self._open:
+            self._open = False
+            self.db.execute("COMMIT")
+
+    def record(self, seq: int, state: str, entries: Sequence[Entry], commit: bool = True) -> None:
         """The outcome of one attempt: the message's new state and its recipients'
-        (the message is next due when its first deferred recipient is)."""
+        (the message is next due when its first deferred recipient is). With
+        ``commit=False`` the caller commits soon with :meth:`flush` (a campaign
+        does so before its event loop next waits: outcomes read together share
+        one commit)."""
         now = time.time()
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
+        if not self._open:
+            db.execute("BEGIN IMMEDIATE")
+            self._open = True
         try:
+            if len(entries) > 1 and all(_same_but_address(entries[0], e) for e in entries):
+                e = entries[0]  # one reply for everyone (the usual case): one statement
+                db.execute(
+                    "UPDATE recipients SET state = ?, code = ?, enhanced = ?, text = ?, queue_id = ?,"
+                    " attempts = attempts + ?, first_deferred = ?, next_attempt = ?, time = ?"
+                    f" WHERE seq = ? AND address IN ({','.join('?' * len(entries))})",
+                    (e.state, e.code, e.enhanced, e.text, e.queue_id, int(e.attempted), e.first_deferred,
+                     e.next_attempt, now, seq, *[x.address for x in entries]))
+                entries = ()
             for e in entries:
                 db.execute(
                     "UPDATE recipients SET state = ?, code = ?, enhanced = ?, text = ?, queue_id = ?,"
@@ -277,10 +318,12 @@ class Journal:
             db.execute("UPDATE messages SET state = ?, updated = ?, next_attempt = (SELECT min(next_attempt)"
                        " FROM recipients WHERE seq = ? AND state = 'deferred') WHERE seq = ?",
                        (state, now, seq, seq))
-            db.execute("COMMIT")
         except BaseException:
+            self._open = False
             db.execute("ROLLBACK")
             raise
+        if commit:
+            self.flush()
 
     def message_state(self, seq: int) -> str:
         """The state the recipients add up to (see :func:`summarise`)."""
@@ -325,6 +368,11 @@ class Journal:
         yield from self.db.execute(
             f"SELECT m.key, {', '.join('r.' + f for f in REPORT_FIELDS[1:])} FROM recipients r"
             " JOIN messages m ON m.seq = r.seq ORDER BY r.seq, r.address")
+
+
+def _same_but_address(a: Entry, b: Entry) -> bool:
+    return (a.state, a.code, a.enhanced, a.text, a.queue_id, a.attempted, a.first_deferred, a.next_attempt) == (
+        b.state, b.code, b.enhanced, b.text, b.queue_id, b.attempted, b.first_deferred, b.next_attempt)
 
 
 REPORT_FIELDS = ("key", "address", "state", "code", "enhanced", "text", "queue_id", "attempts", "time")

@@ -17,6 +17,7 @@ The order of one run (see :class:`Campaign`):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import signal
@@ -26,7 +27,7 @@ from typing import Any
 
 from ..pool import AsyncPool
 from .journal import Entry, Item, Journal, JournalError
-from .manifest import ManifestError, Row, row_from_mapping
+from .manifest import ManifestError, Row
 from .outcome import entries_for
 from .retry import RetrySchedule
 from .template import MissingFile, Template, TemplateError, message_id_for
@@ -57,12 +58,15 @@ def _digest(row: Row) -> str:
     return hashlib.sha256(json.dumps([row.values, row.number], sort_keys=True).encode()).hexdigest()
 
 
+_ROW_FIELDS = tuple(f.name for f in dataclasses.fields(Row))
+
+
 def _stored(row: Row) -> dict[str, Any]:
-    return {"number": row.number, "values": row.values}
+    return {name: getattr(row, name) for name in _ROW_FIELDS}
 
 
 def _restored(data: Mapping[str, Any]) -> Row:
-    return row_from_mapping(data["number"], data["values"], "", f"journaled row {data['number']}")
+    return Row(**data)
 
 
 class Campaign:
@@ -144,10 +148,9 @@ class Campaign:
 
         def checked() -> Iterator[tuple[str, str, Any, str, list[str]]]:
             for row in rows:
-                where = f"row {row.key!r} (row {row.number})"
-                template.check(row, where)
+                recipients = template.check(row, f"row {row.key!r} (row {row.number})")
                 yield (row.key, _digest(row), _stored(row), message_id_for(campaign_id, row.key, template.domain),
-                       template.recipients(row))
+                       recipients)
 
         db = journal.db
         db.execute("BEGIN IMMEDIATE")
@@ -280,7 +283,7 @@ class Campaign:
                 if not item.recipients:
                     continue
                 try:
-                    fields = template.build(_restored(item.row), item.message_id)
+                    fields = {"source": template.source(_restored(item.row), item.message_id)}
                 except Exception as exc:  # a file gone since the check: this row fails, the rest goes on
                     self._record(item, "failed", [Entry(r.address, "failed", text=f"not sent: {exc}",
                                                         attempted=False) for r in item.recipients])
@@ -299,16 +302,30 @@ class Campaign:
                 inflight[item.seq] = item
                 yield {**fields, "key": item.seq}
 
+        loop = asyncio.get_running_loop()
+        flushing = []
+
+        def flush() -> None:
+            flushing.clear()
+            journal.flush()
+
         def on_result(result: Any) -> None:
             item = inflight.pop(result.key)
             state, entries = entries_for(item, result, schedule, time.time())
-            self._record(item, state, entries)
+            # Committed before the event loop next waits, with the other outcomes
+            # read meanwhile (or sooner, with the next message's sending mark).
+            self._record(item, state, entries, commit=False)
+            if not flushing:
+                flushing.append(loop.call_soon(flush))
 
         pool = AsyncPool(**self.settings)
-        await pool.send_many(messages(), on_result=on_result, before_end=journal.sending)
+        try:
+            await pool.send_many(messages(), on_result=on_result, before_end=journal.sending)
+        finally:
+            journal.flush()
 
-    def _record(self, item: Item, state: str, entries: list[Entry]) -> None:
-        self.journal.record(item.seq, state, entries)
+    def _record(self, item: Item, state: str, entries: list[Entry], commit: bool = True) -> None:
+        self.journal.record(item.seq, state, entries, commit)
         tally = self._tally
         tally[item.state] = tally.get(item.state, 0) - 1
         tally[state] = tally.get(state, 0) + 1

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..message import alternative, attachment, cached, html, message, text
-from ..message.headers import addresses
+from ..message.headers import addresses, format_header
 from .manifest import ManifestError, Row
 
 __all__ = ["Template", "TemplateError", "MissingFile", "message_id_for"]
@@ -117,29 +117,44 @@ class Template:
             raise TemplateError(f"the template uses {', '.join('{' + m + '}' for m in missing)}, "
                                 f"which {where} does not have (columns: {', '.join(columns)})")
 
-    def check(self, row: Row, where: str) -> None:
-        """Everything about a row that would fail while sending: found before anything is sent."""
+    def check(self, row: Row, where: str) -> list[str]:
+        """Everything about a row that would fail while sending, found before anything is
+        sent: its columns, its files, its addresses and header values (the bodies
+        cannot fail: any text is encoded)."""
         self.check_columns(list(row.values), where)
         for path in row.attach:
             check_file(path, f"{where}: attachment")
         try:
-            self.build(row, "<check@localhost>")  # headers and addresses are checked as they are built
+            recipients = self.recipients(row)
+            for name, value in self._row_headers(row).items():
+                format_header(name, value)
         except ValueError as exc:
             raise ManifestError(f"{where}: {exc}") from None
+        return recipients
 
-    def build(self, row: Row, message_id: str) -> dict[str, Any]:
-        """The message fields for one row: ``source`` (a ``message()``) and ``rcpt``."""
-        values = row.values
-        headers: dict[str, Any] = {"from": self.from_}
+    def _row_headers(self, row: Row) -> dict[str, Any]:
+        """The headers a row brings: To, Cc, Reply-To, the subject, its own header: columns."""
+        headers: dict[str, Any] = {}
         headers["to"] = f"{_quote_name(row.name)} <{row.email}>" if row.name else row.email
         if row.cc:
             headers["cc"] = ", ".join(row.cc)
         if row.reply_to:
             headers["reply-to"] = row.reply_to
-        headers["subject"] = _render(self._subject, values, False)
-        headers["message-id"] = message_id
-        headers.update(self.headers)
+        headers["subject"] = _render(self._subject, row.values, False)
         headers.update(row.headers)
+        return headers
+
+    def build(self, row: Row, message_id: str) -> dict[str, Any]:
+        """The message fields for one row: ``source`` (a ``message()``) and ``rcpt``."""
+        return {"source": self.source(row, message_id), "rcpt": self.recipients(row)}
+
+    def source(self, row: Row, message_id: str) -> Any:
+        """The row's message: a ``message()`` source."""
+        values = row.values
+        own = self._row_headers(row)
+        headers: dict[str, Any] = {"from": self.from_, "message-id": message_id}
+        headers.update(self.headers)
+        headers.update(own)
         part = text(_render(self._text, values, False))
         if self._html is not None:
             part = alternative(part, html(_render(self._html, values, True)))
@@ -148,7 +163,7 @@ class Template:
             table = {"headers": headers, "body": {"parts": [part, *files]}}
         else:
             table = {"headers": {**headers, **part["headers"]}, "body": part["body"]}
-        return {"source": message(table), "rcpt": self.recipients(row)}
+        return message(table)
 
     @staticmethod
     def recipients(row: Row) -> list[str]:
