@@ -9,11 +9,12 @@ from .bodies import Body, CachedBody
 from .builder import MessageError, MessageSource, SharedBody, encode_text, message, shared
 from .headers import HeaderError
 from .parts import alternative, attachment, cached, html, inline, related, text
+from .fromemail import from_email
 
 __all__ = [
     "message", "MessageSource", "MessageError", "HeaderError", "Body", "CachedBody",
     "attachment", "inline", "text", "html", "alternative", "related", "cached",
-    "encode_text", "write_eml", "shared", "SharedBody",
+    "encode_text", "write_eml", "shared", "SharedBody", "from_email",
 ]
 
 
