@@ -19,7 +19,7 @@ from ..defaults import lookup
 from ..ltn12._common import not_a_chunk
 from ..message import MessageSource
 from . import auth, emailmsg
-from .errors import LocalProtocolError, SMTPSourceError
+from .errors import LocalProtocolError, SMTPSourceError, bind_smtplib
 from .protocol import _refuse_controls, check_address, check_domain
 from .reply import Reply
 
@@ -139,6 +139,7 @@ def _timeouts(value: Any) -> dict[str, float]:
 
 def connection_settings(fields: Mapping[str, Any]) -> Settings:
     """Check connection fields and fill in the defaults."""
+    bind_smtplib()  # before the first connection: handlers for smtplib's errors catch ours
     unknown = sorted(set(fields) - CONNECTION_FIELDS)
     if unknown:
         raise TypeError(f"unknown connection field(s) {unknown}")
