@@ -53,7 +53,13 @@ def send(mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> SendResult
     * ``tls``: True for TLS from the start (port 465 implies it).
       ``starttls``: "required" (the default when credentials are given),
       "opportunistic" (the default otherwise) or "off".
-      ``ssl_context``: an ``ssl.SSLContext`` (default: certificates verified).
+      ``ssl_context``: an ``ssl.SSLContext`` (default: certificates verified
+      against the system's CAs). Without one, ``cafile`` (a PEM bundle) and
+      ``capath`` (a hashed directory, ``openssl rehash``) add a private CA to
+      trust, and ``verify=False`` encrypts without checking the certificate
+      (anyone on the path could read the mail); an ``ssl_context`` wins over
+      all three. A CA file that cannot be loaded is an ``SMTPTLSError``
+      before connecting.
       ``tlsmode`` (LuaSocket 3.1, instead of ``tls``/``starttls``): "none",
       "auto" (opportunistic), "starttls" (required) or "tls" (implicit).
     * ``timeout``: seconds for every phase, or a mapping phase -> seconds

@@ -8,7 +8,9 @@ delivered message returns. No I/O here.
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from collections.abc import Mapping
@@ -72,7 +74,7 @@ TLSMODES: dict[str, tuple[bool, str]] = {
 
 CONNECTION_FIELDS = frozenset({
     "server", "port", "domain", "create", "timeout", "tls", "tlsmode", "starttls", "ssl_context",
-    "user", "password", "token", "auth", "chunking", "pipelining",
+    "cafile", "capath", "verify", "user", "password", "token", "auth", "chunking", "pipelining",
 })
 MESSAGE_FIELDS = frozenset({"from", "rcpt", "source", "step", "dsn", "size", "dkim"})
 
@@ -103,12 +105,14 @@ class Settings:
 
 def split_fields(mailt: Mapping | None, fields: Mapping[str, Any]) -> tuple[dict, dict]:
     """LuaSocket's table and keyword fields, merged (keywords win) and split into
-    connection fields and message fields. ``from_`` is accepted for ``from``."""
+    connection fields and message fields. ``from_`` is accepted for ``from`` (in both)."""
     merged: dict[str, Any] = {}
     if mailt is not None:
         if not isinstance(mailt, Mapping):
             raise TypeError(f"send: the mail table must be a mapping, got {type(mailt).__name__}")
         merged.update(mailt)
+        if "from_" in merged:  # a send_many mapping written like the keywords
+            merged["from"] = merged.pop("from_")
     for key, value in fields.items():
         merged["from" if key == "from_" else key] = value
     unknown = sorted(set(merged) - CONNECTION_FIELDS - MESSAGE_FIELDS)
@@ -180,6 +184,8 @@ def connection_settings(fields: Mapping[str, Any]) -> Settings:
     context = fields.get("ssl_context")
     if context is not None and not all(hasattr(context, a) for a in ("wrap_socket", "check_hostname")):
         raise TypeError(f"ssl_context must be an ssl.SSLContext, got {type(context).__name__}")
+    if context is None:
+        context = _tls_context(fields.get("cafile"), fields.get("capath"), fields.get("verify"))
     wanted = fields.get("auth")
     if wanted is not None:
         auth.choose((), secure=True, token=False, wanted=wanted)  # checks the names
@@ -191,7 +197,7 @@ def connection_settings(fields: Mapping[str, Any]) -> Settings:
         timeouts=_timeouts(lookup("TIMEOUT") if fields.get("timeout") is None else fields["timeout"]),
         tls=tls,
         starttls=starttls,
-        ssl_context=fields.get("ssl_context"),
+        ssl_context=context,
         user=user,
         password=password,
         token=token,
@@ -199,6 +205,48 @@ def connection_settings(fields: Mapping[str, Any]) -> Settings:
         chunking=bool(fields.get("chunking", True)),
         pipelining=bool(fields.get("pipelining", True)),
     )
+
+
+def _tls_context(cafile: Any, capath: Any, verify: Any) -> Any:
+    """The context ``cafile``, ``capath`` and ``verify`` ask for (None: the default one).
+
+    Built here, before connecting, so that a missing or unreadable CA file is
+    an :class:`~smtpstream.smtp.errors.SMTPTLSError` before any byte is sent.
+    """
+    if verify is None:
+        verify = True
+    if not isinstance(verify, bool):
+        raise TypeError(f"verify must be True or False, got {verify!r}")
+    for name, value in (("cafile", cafile), ("capath", capath)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{name} must be a path, got {type(value).__name__}")
+    if cafile is None and capath is None and verify:
+        return None  # the transports make the default context (the system's CAs)
+    return _cached_context(None if cafile is None else os.fspath(cafile),
+                           None if capath is None else os.fspath(capath), verify)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_context(cafile: str | None, capath: str | None, verify: bool) -> Any:
+    # One context per setting: a pool's connections share it (loading a CA
+    # bundle for every connection would cost more than the handshake).
+    import ssl
+
+    from .errors import SMTPTLSError
+
+    if cafile is not None and not os.path.isfile(cafile):
+        raise SMTPTLSError(f"cafile {cafile!r} is not a file: nothing was sent")
+    if capath is not None and not os.path.isdir(capath):
+        raise SMTPTLSError(f"capath {capath!r} is not a directory: nothing was sent")
+    try:
+        context = ssl.create_default_context(cafile=cafile, capath=capath)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise SMTPTLSError(f"cannot load the CA certificates ({exc}): nothing was sent") from None
+    if not verify:
+        # Encrypted but not authenticated: anyone on the path can read it.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _tls_fields(fields: Mapping[str, Any]) -> tuple[Any, Any]:
