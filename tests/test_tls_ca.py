@@ -153,3 +153,14 @@ def test_cli_help_documents_the_tls_options():
                           timeout=60)
     for option in ("--cafile", "--capath", "--insecure", "--starttls", "--tls", "--password-stdin", "--debug"):
         assert option in done.stdout
+
+
+def test_cli_debug_prints_the_dialogue_and_password_stdin_needs_user(starttls_server):
+    port, _ = starttls_server
+    done = cli("--server", f"{HOST}:{port}", "--starttls", "--insecure", "-v")
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert any(line.startswith("smtpstream: C: StartTLS") for line in lines)
+    assert any(line.startswith("smtpstream: S: 250") for line in lines)
+    alone = cli("--server", f"{HOST}:{port}", "--password-stdin", stdin="secret\n")
+    assert alone.returncode == 64 and "--user" in alone.stderr and "secret" not in alone.stderr
