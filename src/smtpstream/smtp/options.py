@@ -8,7 +8,6 @@ delivered message returns. No I/O here.
 """
 from __future__ import annotations
 
-import functools
 import math
 import os
 import sys
@@ -222,31 +221,10 @@ def _tls_context(cafile: Any, capath: Any, verify: Any) -> Any:
             raise TypeError(f"{name} must be a path, got {type(value).__name__}")
     if cafile is None and capath is None and verify:
         return None  # the transports make the default context (the system's CAs)
-    return _cached_context(None if cafile is None else os.fspath(cafile),
-                           None if capath is None else os.fspath(capath), verify)
+    from .tlscontext import client_context  # ssl only for those who ask: the engine stays I/O-free
 
-
-@functools.lru_cache(maxsize=16)
-def _cached_context(cafile: str | None, capath: str | None, verify: bool) -> Any:
-    # One context per setting: a pool's connections share it (loading a CA
-    # bundle for every connection would cost more than the handshake).
-    import ssl
-
-    from .errors import SMTPTLSError
-
-    if cafile is not None and not os.path.isfile(cafile):
-        raise SMTPTLSError(f"cafile {cafile!r} is not a file: nothing was sent")
-    if capath is not None and not os.path.isdir(capath):
-        raise SMTPTLSError(f"capath {capath!r} is not a directory: nothing was sent")
-    try:
-        context = ssl.create_default_context(cafile=cafile, capath=capath)
-    except (ssl.SSLError, OSError, ValueError) as exc:
-        raise SMTPTLSError(f"cannot load the CA certificates ({exc}): nothing was sent") from None
-    if not verify:
-        # Encrypted but not authenticated: anyone on the path can read it.
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    return client_context(None if cafile is None else os.fspath(cafile),
+                          None if capath is None else os.fspath(capath), verify)
 
 
 def _tls_fields(fields: Mapping[str, Any]) -> tuple[Any, Any]:
