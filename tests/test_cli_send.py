@@ -142,7 +142,7 @@ def test_refused_recipients(refusing_server):
 
 
 def test_exit_codes_are_documented():
-    assert set(EXIT_CODES) == {0, 1, 64, 66, 69, 75, 76}
+    assert set(EXIT_CODES) == {0, 1, 64, 66, 69, 75, 76, 78}
 
 
 def test_demo_sends_and_checks():

@@ -19,7 +19,13 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, overload
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Unpack
+
+    from .smtp.fieldtypes import BulkFields, ConnectionFields, MessageFields, SendFields
+    from .smtp.reply import Reply
 
 from .smtp._ioerrors import translate
 from .smtp.client import Client, Fetch, Poll, Read, UpgradeTLS, Write
@@ -38,7 +44,7 @@ JOIN_LIMIT = 1 << 18
 READ_HIGH_WATER = 1 << 16
 
 
-async def send(mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> SendResult:
+async def send(mailt: SendFields | Mapping[str, Any] | None = None, /, **fields: Unpack[SendFields]) -> SendResult:
     """Send one message: the fields and result of :func:`smtpstream.smtp.send`."""
     conn_fields, msg_fields = split_fields(mailt, fields)
     spec = message_spec(msg_fields)  # refuse bad addresses before connecting
@@ -234,7 +240,8 @@ class Session:
     call opens a new one. After :meth:`close`, only :meth:`open` does.
     """
 
-    def __init__(self, mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
+    def __init__(self, mailt: ConnectionFields | Mapping[str, Any] | None = None, /,
+                 **fields: Unpack[ConnectionFields]) -> None:
         conn_fields, msg_fields = split_fields(mailt, fields)
         if msg_fields:
             raise TypeError(f"Session: message fields {sorted(msg_fields)} belong in Session.send()")
@@ -275,14 +282,22 @@ class Session:
     def __await__(self):
         return self.open().__await__()
 
-    async def send(self, mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> SendResult:
+    async def send(self, mailt: MessageFields | Mapping[str, Any] | None = None, /,
+                   **fields: Unpack[MessageFields]) -> SendResult:
         """Send one message over this connection (message fields of :func:`send`)."""
         conn_fields, msg_fields = split_fields(mailt, fields)
         if conn_fields:
             raise TypeError(f"Session.send: connection fields {sorted(conn_fields)} belong in Session()")
         return await self._send_spec(message_spec(msg_fields))
 
-    async def send_many(self, messages: Any, on_result=None) -> list[BulkResult] | None:
+    @overload
+    async def send_many(self, messages: Any, on_result: None = None) -> list[BulkResult]: ...
+
+    @overload
+    async def send_many(self, messages: Any, on_result: Callable[[BulkResult], Any]) -> None: ...
+
+    async def send_many(self, messages: Any, on_result: Callable[[BulkResult], Any] | None = None
+                        ) -> list[BulkResult] | None:
         """Many messages over this connection (an iterable or async iterable of field
         mappings); one :class:`~smtpstream.smtp.bulk.BulkResult` each, in order
         (or each to ``on_result`` as it is known, None returned).
@@ -327,11 +342,11 @@ class Session:
             if not self.client.usable:
                 self._close_transport()
 
-    async def noop(self):
+    async def noop(self) -> Reply:
         await self._reconnect()
         return await self._run(self.client.noop())
 
-    async def reset(self):
+    async def reset(self) -> Reply:
         await self._reconnect()
         return await self._run(self.client.reset())
 

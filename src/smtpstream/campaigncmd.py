@@ -37,7 +37,8 @@ from .sendcmd import (
 EXIT_DEFERRED = 3
 EXIT_SIGTERM = 143
 #: The sending options a later ``campaign retry`` reuses (never a password: its variable's name).
-_REUSED = ("server", "tls", "starttls", "user", "password_env", "timeout", "connections", "rate",
+_REUSED = ("server", "tls", "starttls", "cafile", "capath", "insecure", "user", "password_env", "timeout",
+           "connections", "rate",
            "retry_schedule", "give_up_after", "linger")
 
 
@@ -200,6 +201,9 @@ def _run(campaign: Any, progress: Progress | None, call: Any, options: dict[str,
               f" after their end of data): {shown}; rerun with --resend-unknown to send them again",
               file=sys.stderr)
     if counts["pending"]:
+        why = f": {campaign.last_error}" if campaign.last_error is not None else ""
+        print(f"smtpstream campaign: {counts['pending']} message(s) not sent{why}; run the same command again",
+              file=sys.stderr)
         return EXIT_TEMPFAIL
     if counts["deferred"]:
         return EXIT_DEFERRED

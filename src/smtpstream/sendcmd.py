@@ -9,6 +9,8 @@ Exit codes (scripts may rely on them; see :data:`EXIT_CODES`)::
     69  the server could not be reached
     75  temporary failure (a 4xx reply, a timeout, a dropped connection): retry later
     76  permanent failure (a 5xx reply, every recipient refused, a protocol error)
+    78  configuration error (the server's certificate failed verification, a --cafile
+        that cannot be loaded, another TLS failure): fix the setup, retrying will not help
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ EXIT_NOINPUT = 66
 EXIT_UNAVAILABLE = 69
 EXIT_TEMPFAIL = 75
 EXIT_PERMFAIL = 76
+EXIT_CONFIG = 78
 
 EXIT_CODES = {
     EXIT_OK: "sent to every recipient",
@@ -36,6 +39,7 @@ EXIT_CODES = {
     EXIT_UNAVAILABLE: "server unreachable",
     EXIT_TEMPFAIL: "temporary failure",
     EXIT_PERMFAIL: "permanent failure",
+    EXIT_CONFIG: "configuration error (TLS certificate or CA file)",
 }
 
 PROGRESS_MIN = 4 * 1024 * 1024  # smaller messages go too fast for a bar to help
@@ -74,29 +78,50 @@ def add_connection_options(p: Any) -> None:
     """The relay options of ``send`` and ``campaign send``: see :func:`connection_fields`."""
     p.add_argument("--server", default="localhost:25", metavar="HOST[:PORT]")
     tls = p.add_mutually_exclusive_group()
-    tls.add_argument("--tls", action="store_true", help="TLS from the start (port 465)")
-    tls.add_argument("--starttls", action="store_true", help="require STARTTLS")
+    tls.add_argument("--tls", action="store_true",
+                     help="implicit TLS from the first byte (port 465, also the default port then)")
+    tls.add_argument("--starttls", action="store_true",
+                     help="require STARTTLS (the default with --user; otherwise STARTTLS is used when offered)")
+    p.add_argument("--cafile", metavar="FILE.pem",
+                   help="also trust the CA certificate(s) in this PEM file (a private or corporate CA)")
+    p.add_argument("--capath", metavar="DIR", help="also trust the CAs in this hashed directory (openssl rehash)")
+    p.add_argument("--insecure", action="store_true",
+                   help="do not verify the server's certificate (encrypted, not authenticated: tests only)")
     p.add_argument("--user")
-    p.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
+    password = p.add_mutually_exclusive_group()
+    password.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
+    password.add_argument("--password-stdin", action="store_true",
+                          help="read the password from the first line of standard input")
+    p.add_argument("-v", "--debug", action="store_true",
+                   help="print the SMTP dialogue on stderr (C: and S: lines of the smtpstream.smtp logger;"
+                        " AUTH secrets hidden)")
 
 
 def connection_fields(args: Any) -> dict[str, Any]:
     """smtp.send's connection fields from the options :func:`add_connection_options` adds
-    (``args`` may be a Namespace or anything with those attributes)."""
+    (``args`` may be a Namespace or anything with those attributes; missing ones are off)."""
+    opt = lambda name: getattr(args, name, None)  # noqa: E731
     host, port = _server(args.server)
     fields: dict[str, Any] = {"server": host}
     if port is not None:
         fields["port"] = port
-    if args.tls:
+    if opt("tls"):
         fields["tls"] = True
-    if args.starttls:
+    if opt("starttls"):
         fields["starttls"] = "required"
-    if args.user:
-        var = args.password_env
-        if not var or var not in os.environ:
-            raise CommandError(EXIT_USAGE, "--user needs --password-env naming a set environment variable")
-        fields["user"], fields["password"] = args.user, os.environ[var]
-    if getattr(args, "timeout", None) is not None:
+    if opt("cafile"):
+        fields["cafile"] = args.cafile
+    if opt("capath"):
+        fields["capath"] = args.capath
+    if opt("insecure"):
+        fields["verify"] = False
+    if opt("user"):
+        fields["user"], fields["password"] = args.user, _password(args)
+    elif opt("password_env") or opt("password_stdin"):
+        raise CommandError(EXIT_USAGE, "a password needs --user")
+    if opt("debug"):
+        _log_dialogue(sys.stderr)
+    if opt("timeout") is not None:
         fields["timeout"] = args.timeout
     return fields
 
@@ -201,6 +226,30 @@ def run_send(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _password(args: Any) -> str:
+    if getattr(args, "password_stdin", False):
+        line = sys.stdin.readline()
+        if not line:
+            raise CommandError(EXIT_USAGE, "--password-stdin: standard input is empty")
+        return line.rstrip("\r\n")
+    var = args.password_env
+    if not var or var not in os.environ:
+        raise CommandError(EXIT_USAGE, "--user needs --password-env naming a set environment variable,"
+                                       " or --password-stdin")
+    return os.environ[var]
+
+
+def _log_dialogue(stream: TextIO) -> None:
+    """The ``smtpstream.smtp`` logger's C:/S: lines to ``stream``."""
+    import logging
+
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("smtpstream: %(message)s"))
+    logger = logging.getLogger("smtpstream.smtp")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+
 def error_code(exc: BaseException) -> int:
     """The exit code for an exception from building or sending."""
     from .message import HeaderError, MessageError
@@ -209,12 +258,15 @@ def error_code(exc: BaseException) -> int:
         SMTPError,
         SMTPServerDisconnected,
         SMTPTimeoutError,
+        SMTPTLSError,
     )
 
     if isinstance(exc, CommandError):
         return exc.code
     if isinstance(exc, (HeaderError, MessageError, LocalProtocolError)):
         return EXIT_USAGE
+    if isinstance(exc, SMTPTLSError):
+        return EXIT_CONFIG
     if isinstance(exc, SMTPError):
         if getattr(exc, "phase", None) == "connect" and not isinstance(exc, SMTPTimeoutError):
             if getattr(exc, "code", None) is None:

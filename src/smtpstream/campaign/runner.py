@@ -96,6 +96,8 @@ class Campaign:
         self.settings = settings
         AsyncPool(**settings)  # the pool's checks, now: a typo fails before any row is read
         self._journal: Journal | None = None
+        #: The error of the last message not sent at all (the pool's circuit breaker opened).
+        self.last_error: Exception | None = None
         self._tally: dict[str, int] = {}
         self._shown = 0.0
 
@@ -311,6 +313,8 @@ class Campaign:
 
         def on_result(result: Any) -> None:
             item = inflight.pop(result.key)
+            if not result.attempted:
+                self.last_error = result.error
             state, entries = entries_for(item, result, schedule, time.time())
             # Committed before the event loop next waits, with the other outcomes
             # read meanwhile (or sooner, with the next message's sending mark).

@@ -5,19 +5,25 @@
 and ``cached`` build the parts users usually want. See ``builder`` for the
 table's shape and where we depart from LuaSocket.
 """
+from __future__ import annotations
+
+import os
+from typing import Any
+
 from .bodies import Body, CachedBody
 from .builder import MessageError, MessageSource, SharedBody, encode_text, message, shared
 from .headers import HeaderError
 from .parts import alternative, attachment, cached, html, inline, related, text
+from .fromemail import from_email
 
 __all__ = [
     "message", "MessageSource", "MessageError", "HeaderError", "Body", "CachedBody",
     "attachment", "inline", "text", "html", "alternative", "related", "cached",
-    "encode_text", "write_eml", "shared", "SharedBody",
+    "encode_text", "write_eml", "shared", "SharedBody", "from_email",
 ]
 
 
-def write_eml(source, path) -> int:
+def write_eml(source: "MessageSource | dict[Any, Any]", path: "str | os.PathLike[str]") -> int:
     """Write a message (a ``MessageSource`` or a message table) to ``path``; return its size.
 
     The chunks go through an LTN12 file sink, so memory stays constant.

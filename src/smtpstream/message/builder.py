@@ -535,7 +535,7 @@ def _message_id_domain(sender: str | None) -> str:
     return host if "." in host else "localhost.localdomain"
 
 
-def message(mesgt: Mapping, *, dkim: Any = None, unsubscribe: Any = None) -> MessageSource:
+def message(mesgt: Mapping[Any, Any], *, dkim: Any = None, unsubscribe: Any = None) -> MessageSource:
     """Turn a message table into a source of the message's bytes (see module doc).
 
     The top level gets ``Date`` (now, with the real UTC offset),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import re
-from typing import Any, BinaryIO, Union
+from typing import Any, BinaryIO, TypedDict, Union
 
 from . import headers as hdr
 from .bodies import (
@@ -23,9 +23,16 @@ from .bodies import (
 from ..filters import CleanLines
 from .builder import MessageError, _base64, encode_text
 
-__all__ = ["attachment", "inline", "text", "html", "alternative", "related", "cached"]
+__all__ = ["attachment", "inline", "text", "html", "alternative", "related", "cached", "Part"]
 
-PathLike = Union[str, os.PathLike]
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class Part(TypedDict, total=False):
+    """A part table, as the helpers here return it (``message()`` takes any mapping of this shape)."""
+
+    headers: dict[str, Any]
+    body: Any
 
 
 def _guess_type(filename: str | None) -> str:
@@ -76,7 +83,7 @@ def attachment(
     disposition: str = "attachment",
     content_id: str | None = None,
     description: str | None = None,
-) -> dict:
+) -> Part:
     """A base64 attachment from a path, an open binary file, bytes or any source.
 
     The file is read lazily, in blocks, as the message is sent. The content
@@ -110,12 +117,12 @@ def attachment(
     return {"headers": headers, "body": body}
 
 
-def inline(source: Union[PathLike, BinaryIO, bytes, Any], content_id: str, **options: Any) -> dict:
+def inline(source: Union[PathLike, BinaryIO, bytes, Any], content_id: str, **options: Any) -> Part:
     """An inline part (an image an HTML part shows as ``cid:<content_id>``)."""
     return attachment(source, disposition="inline", content_id=content_id, **options)
 
 
-def text(content: Union[str, bytes], subtype: str = "plain", charset: str = "utf-8") -> dict:
+def text(content: Union[str, bytes], subtype: str = "plain", charset: str = "utf-8") -> Part:
     """A text part that picks 7bit, quoted-printable or base64 from its content."""
     if not isinstance(content, (str, bytes, bytearray, memoryview)):
         # bytes(5) would be five NUL bytes (and bytes(10**9) a gigabyte)
@@ -133,7 +140,7 @@ def text(content: Union[str, bytes], subtype: str = "plain", charset: str = "utf
     }
 
 
-def html(content: Union[str, bytes], charset: str = "utf-8") -> dict:
+def html(content: Union[str, bytes], charset: str = "utf-8") -> Part:
     """An HTML part (``text/html``), encoded as :func:`text` does."""
     return text(content, "html", charset)
 
@@ -142,7 +149,7 @@ def _as_part(part: Any) -> Any:
     return text(part) if isinstance(part, str) else part
 
 
-def alternative(*parts: Any) -> dict:
+def alternative(*parts: Any) -> Part:
     """``multipart/alternative``: the same content in several forms, plainest first.
 
     ``alternative("plain text", html("<p>rich</p>"))``: a ``str`` is a text part.
@@ -152,7 +159,7 @@ def alternative(*parts: Any) -> dict:
     return {"headers": {"content-type": "multipart/alternative"}, "body": {"parts": [_as_part(p) for p in parts]}}
 
 
-def related(root: Any, *resources: Any) -> dict:
+def related(root: Any, *resources: Any) -> Part:
     """``multipart/related``: an HTML root and the inline parts it refers to by Content-ID."""
     return {
         "headers": {"content-type": 'multipart/related; type="text/html"'},
@@ -160,7 +167,7 @@ def related(root: Any, *resources: Any) -> dict:
     }
 
 
-def cached(part: dict, threshold: int = DEFAULT_CACHE_THRESHOLD) -> dict:
+def cached(part: Part, threshold: int = DEFAULT_CACHE_THRESHOLD) -> Part:
     """The same part, with its encoded body produced once and replayed after that.
 
     For sending one attachment in many messages: build the part once with

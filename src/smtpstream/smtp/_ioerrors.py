@@ -7,7 +7,8 @@ from __future__ import annotations
 import socket
 import ssl
 
-from .errors import RemoteProtocolError, SMTPError, SMTPServerDisconnected, SMTPTimeoutError, SMTPTLSError
+from .errors import (RemoteProtocolError, SMTPConnectError, SMTPError, SMTPServerDisconnected, SMTPTimeoutError,
+                     SMTPTLSError)
 
 __all__ = ["translate"]
 
@@ -34,5 +35,5 @@ def translate(exc: BaseException, phase: str, timeout: float) -> SMTPError:
         return SMTPTLSError(f"TLS failed: {exc}", phase=phase)
     detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     if phase == "connect":
-        return SMTPServerDisconnected(f"cannot connect: {detail}", phase=phase)
+        return SMTPConnectError(f"cannot connect: {detail}", phase=phase)
     return SMTPServerDisconnected(f"connection lost: {detail}", phase=phase)

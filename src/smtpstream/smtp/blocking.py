@@ -16,7 +16,13 @@ import socket
 import ssl
 import time
 from collections.abc import Mapping
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, overload
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Unpack
+
+    from .fieldtypes import BulkFields, ConnectionFields, MessageFields, SendFields
+    from .reply import Reply
 
 from ._ioerrors import translate
 from .client import Client, Fetch, Poll, Read, UpgradeTLS, Write
@@ -33,7 +39,7 @@ RECV_SIZE = 65536
 JOIN_LIMIT = 262144
 
 
-def send(mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> SendResult:
+def send(mailt: SendFields | Mapping[str, Any] | None = None, /, **fields: Unpack[SendFields]) -> SendResult:
     """Send one message: LuaSocket's ``smtp.send{...}``, with keyword arguments too.
 
     Fields (a mapping, keywords, or both; keywords win):
@@ -53,7 +59,13 @@ def send(mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> SendResult
     * ``tls``: True for TLS from the start (port 465 implies it).
       ``starttls``: "required" (the default when credentials are given),
       "opportunistic" (the default otherwise) or "off".
-      ``ssl_context``: an ``ssl.SSLContext`` (default: certificates verified).
+      ``ssl_context``: an ``ssl.SSLContext`` (default: certificates verified
+      against the system's CAs). Without one, ``cafile`` (a PEM bundle) and
+      ``capath`` (a hashed directory, ``openssl rehash``) add a private CA to
+      trust, and ``verify=False`` encrypts without checking the certificate
+      (anyone on the path could read the mail); an ``ssl_context`` wins over
+      all three. A CA file that cannot be loaded is an ``SMTPTLSError``
+      before connecting.
       ``tlsmode`` (LuaSocket 3.1, instead of ``tls``/``starttls``): "none",
       "auto" (opportunistic), "starttls" (required) or "tls" (implicit).
     * ``timeout``: seconds for every phase, or a mapping phase -> seconds
@@ -97,7 +109,8 @@ class Session:
     #: The dialogue run on the connection (``smtp.open`` opens with less of it).
     _dialogue = Client
 
-    def __init__(self, mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
+    def __init__(self, mailt: ConnectionFields | Mapping[str, Any] | None = None, /,
+                 **fields: Unpack[ConnectionFields]) -> None:
         conn_fields, msg_fields = split_fields(mailt, fields)
         if msg_fields:
             raise TypeError(f"Session: message fields {sorted(msg_fields)} belong in Session.send()")
@@ -130,14 +143,24 @@ class Session:
         gets its reply. Safe to call from another thread."""
         self.client.interrupt()
 
-    def send(self, mailt: Mapping[str, Any] | None = None, /, **fields: Any) -> SendResult:
+    def send(self, mailt: MessageFields | Mapping[str, Any] | None = None, /,
+             **fields: Unpack[MessageFields]) -> SendResult:
         """Send one message over this connection (message fields of :func:`send`)."""
         conn_fields, msg_fields = split_fields(mailt, fields)
         if conn_fields:
             raise TypeError(f"Session.send: connection fields {sorted(conn_fields)} belong in Session()")
         return self._send_spec(message_spec(msg_fields))
 
-    def send_many(self, messages: Iterable[Mapping[str, Any]], on_result=None) -> list[BulkResult] | None:
+    @overload
+    def send_many(self, messages: Iterable[BulkFields | Mapping[str, Any]], on_result: None = None
+                  ) -> list[BulkResult]: ...
+
+    @overload
+    def send_many(self, messages: Iterable[BulkFields | Mapping[str, Any]],
+                  on_result: Callable[[BulkResult], object]) -> None: ...
+
+    def send_many(self, messages: Iterable[BulkFields | Mapping[str, Any]],
+                  on_result: Callable[[BulkResult], object] | None = None) -> list[BulkResult] | None:
         """Send many messages over this connection; one :class:`BulkResult` each, in order.
 
         With ``on_result`` each result is passed to it as soon as it is known
@@ -155,7 +178,7 @@ class Session:
         batch = Batch(on_result=on_result)
         take = batch.taker(messages)
 
-        def fetch(now: bool):
+        def fetch(now: bool) -> Any:
             while (job := take()) is not None:
                 spec = batch.spec(job)
                 if spec is not None:
@@ -172,7 +195,9 @@ class Session:
             batch.fail(job, lost)
         return batch.conclude()
 
-    def send_stream(self, fetch, done, ending=None) -> None:
+    def send_stream(self, fetch: Callable[[bool], Any],
+                    done: Callable[[Any, SendResult | None, SMTPError | None], None],
+                    ending: Callable[[Any], None] | None = None) -> None:
         """Low level: :meth:`Client.send_stream <smtpstream.smtp.client.Client.send_stream>` on this connection."""
         self._reconnect()
         if self._sock is None:
@@ -183,11 +208,13 @@ class Session:
             if not self.client.usable:
                 self._close_socket()
 
-    def noop(self):
+    def noop(self) -> Reply:
+        """NOOP: the server's reply (reconnects when the server had closed the connection)."""
         self._reconnect()
         return self._run(self.client.noop())
 
-    def reset(self):
+    def reset(self) -> Reply:
+        """RSET: the server's reply; SMTPReplyError when refused."""
         self._reconnect()
         return self._run(self.client.reset())
 

@@ -23,6 +23,7 @@ from .errors import (
     SMTPServerDisconnected,
     SMTPUnknownOutcome,
 )
+from .emailmsg import is_message
 from .options import MessageSpec, SendResult, message_spec, split_fields
 from .reply import Reply
 
@@ -129,7 +130,7 @@ def resendable(fields: Mapping[str, Any]) -> bool:
     source = fields.get("source")
     if isinstance(source, MessageSource):
         return not source.started or source.replayable
-    return isinstance(source, (list, tuple, bytes, bytearray, memoryview))
+    return isinstance(source, (list, tuple, bytes, bytearray, memoryview)) or is_message(source)
 
 
 def _started(fields: Mapping[str, Any]) -> bool:

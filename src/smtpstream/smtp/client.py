@@ -710,6 +710,9 @@ class Client:
         sender, recipients = spec.sender, list(spec.recipients)
         utf8 = spec.needs_smtputf8
         if utf8 and "SMTPUTF8" not in ext:
+            if spec.utf8_headers:
+                raise SMTPNotSupportedError("the message's headers are UTF-8 (RFC 6532) and the server does"
+                                            " not offer SMTPUTF8: nothing was sent", phase="mail")
             sender = _ascii_address(sender, "sender")
             recipients = [_ascii_address(r, "recipient") for r in recipients]
             utf8 = False

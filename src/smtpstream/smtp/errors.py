@@ -13,9 +13,24 @@ Every exception is an :class:`SMTPError` carrying
 This maps LuaSocket's ``nil, err``: ``smtp.send`` returns a result object or
 raises one of these; ``str(exc)`` is the readable message LuaSocket returned.
 Messages never contain credentials: an AUTH payload is never formatted.
+
+Handlers written for :mod:`smtplib` catch these too: :class:`SMTPError` is
+an ``smtplib.SMTPException`` (so an ``OSError``, as smtplib's are), and
+:class:`SMTPServerDisconnected`, :class:`SMTPConnectError`,
+:class:`SMTPNotSupportedError`, :class:`SMTPAuthenticationError`,
+:class:`SMTPSenderRefused`, :class:`SMTPRecipientsRefused` and
+:class:`SMTPDataError` are also smtplib's classes of the same name, with
+their attributes (``smtp_code``, ``smtp_error``, ``sender``,
+``recipients``). Importing smtplib costs about as much as this whole package's
+engine, so it is not imported with it: the smtplib classes are added to the
+bases when smtplib is already loaded, else by the first connection
+(``connection_settings``) or the first exception made, whichever comes first
+-- before any of these can reach an ``except`` clause. :func:`bind_smtplib`
+does it at once.
 """
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,6 +42,7 @@ __all__ = [
     "LocalProtocolError",
     "RemoteProtocolError",
     "SMTPServerDisconnected",
+    "SMTPConnectError",
     "SMTPUnknownOutcome",
     "SMTPInterrupted",
     "SMTPTimeoutError",
@@ -39,20 +55,46 @@ __all__ = [
     "SMTPSenderRefused",
     "SMTPRecipientsRefused",
     "SMTPDataError",
+    "bind_smtplib",
 ]
 
 
-class SMTPError(Exception):
-    """Base class: ``phase``, ``code``, ``enhanced``, ``reply``, ``temporary``, ``permanent``."""
+class _StandIn(OSError):
+    """Where ``smtplib.SMTPException`` goes once bound: a Python-level OSError
+    subclass like it (the same instance layout, which ``__bases__`` needs)."""
+
+
+class SMTPError(_StandIn):
+    """Base class: ``phase``, ``code``, ``enhanced``, ``reply``, ``temporary``, ``permanent``.
+
+    Also an ``smtplib.SMTPException`` (see the module doc)."""
 
     #: Default for ``temporary`` when no reply code decides it.
     _temporary_default = False
 
+    def __new__(cls, *args: object, **kwargs: object) -> SMTPError:
+        if not _bound:
+            bind_smtplib()
+        return super().__new__(cls)  # no arguments: OSError would read two as (errno, strerror)
+
     def __init__(self, message: str, *, phase: str | None = None, reply: Reply | None = None) -> None:
-        super().__init__(message)
+        # OSError's own __init__, not super(): smtplib's classes in the MRO take other arguments.
+        OSError.__init__(self, message)
+        self.args = (message,)
         self.message = message
         self.phase = phase
         self.reply = reply
+
+    @property
+    def smtp_code(self) -> int:
+        """smtplib's name for ``code`` (-1 when no reply caused the error)."""
+        return -1 if self.reply is None else self.reply.code
+
+    @property
+    def smtp_error(self) -> bytes:
+        """smtplib's: the reply's text as bytes (else the message)."""
+        text = self.message if self.reply is None else "\n".join(self.reply.lines)
+        return text.encode("utf-8", "replace")
 
     @property
     def code(self) -> int | None:
@@ -100,6 +142,13 @@ class SMTPServerDisconnected(SMTPError, ConnectionError):
     Whatever was in progress was not delivered."""
 
     _temporary_default = True
+
+
+class SMTPConnectError(SMTPServerDisconnected):
+    """No connection could be made (refused, unreachable, no such host): nothing
+    was ever sent, unlike a :class:`SMTPServerDisconnected` that is not this
+    class, where a connection was made and then lost. Also smtplib's
+    ``SMTPConnectError``."""
 
 
 class SMTPUnknownOutcome(SMTPError):
@@ -156,6 +205,19 @@ class SMTPAuthenticationError(SMTPReplyError):
 class SMTPSenderRefused(SMTPReplyError):
     """MAIL FROM was refused."""
 
+    def __init__(self, message: str, *, phase: str | None = "mail", reply: Reply | None = None,
+                 sender: str | None = None) -> None:
+        super().__init__(message, phase=phase, reply=reply)
+        self._sender = sender
+
+    @property
+    def sender(self) -> str | None:
+        """smtplib's attribute: the sender refused, as sent (``<a@b>``), when known."""
+        if self._sender is not None:
+            return self._sender
+        command = getattr(self.reply, "command", None)
+        return getattr(command, "address", None)
+
 
 class SMTPRecipientsRefused(SMTPReplyError):
     """Every recipient was refused: ``refused`` maps each one to its reply."""
@@ -164,6 +226,11 @@ class SMTPRecipientsRefused(SMTPReplyError):
         first = next(iter(refused.values()), None)
         super().__init__(message, phase=phase, reply=first)
         self.refused = dict(refused)
+
+    @property
+    def recipients(self) -> dict[str, tuple[int, bytes]]:
+        """smtplib's attribute: each refused recipient -> ``(code, text as bytes)``."""
+        return {rcpt: (r.code, "\n".join(r.lines).encode("utf-8", "replace")) for rcpt, r in self.refused.items()}
 
     @property
     def temporary(self) -> bool:
@@ -181,3 +248,45 @@ class SMTPRecipientsRefused(SMTPReplyError):
 
 class SMTPDataError(SMTPReplyError):
     """DATA, a BDAT chunk or the end of data was refused: not delivered."""
+
+
+# ------------------------------------------------------------------ smtplib's classes as bases
+
+_bound = False
+
+#: Each class and the smtplib class it also is (by name), inserted after its own bases' first.
+_SMTPLIB_TWINS = {
+    "SMTPError": "SMTPException",
+    "SMTPServerDisconnected": "SMTPServerDisconnected",
+    "SMTPConnectError": "SMTPConnectError",
+    "SMTPNotSupportedError": "SMTPNotSupportedError",
+    "SMTPReplyError": "SMTPResponseException",
+    "SMTPAuthenticationError": "SMTPAuthenticationError",
+    "SMTPSenderRefused": "SMTPSenderRefused",
+    "SMTPRecipientsRefused": "SMTPRecipientsRefused",
+    "SMTPDataError": "SMTPDataError",
+}
+
+
+def bind_smtplib() -> None:
+    """Make the classes of this module subclasses of their smtplib twins (idempotent)."""
+    global _bound
+    if _bound:
+        return
+    import smtplib
+
+    here = globals()
+    for name, twin_name in _SMTPLIB_TWINS.items():
+        cls, twin = here[name], getattr(smtplib, twin_name)
+        if issubclass(cls, twin):
+            continue
+        bases = cls.__bases__
+        if name == "SMTPError":
+            cls.__bases__ = (twin,)  # _StandIn -> smtplib.SMTPException (an OSError too)
+        else:
+            cls.__bases__ = (bases[0], twin, *bases[1:])
+    _bound = True
+
+
+if "smtplib" in sys.modules:  # already paid for: bind now
+    bind_smtplib()

@@ -9,6 +9,8 @@ delivered message returns. No I/O here.
 from __future__ import annotations
 
 import math
+import os
+import sys
 from dataclasses import dataclass, field
 from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Iterator
@@ -17,9 +19,9 @@ from .. import filters, ltn12
 from ..defaults import lookup
 from ..ltn12._common import not_a_chunk
 from ..message import MessageSource
-from . import auth
-from .errors import LocalProtocolError, SMTPSourceError
-from .protocol import check_address, check_domain
+from . import auth, emailmsg
+from .errors import LocalProtocolError, SMTPSourceError, bind_smtplib
+from .protocol import _refuse_controls, check_address, check_domain
 from .reply import Reply
 
 __all__ = [
@@ -71,7 +73,7 @@ TLSMODES: dict[str, tuple[bool, str]] = {
 
 CONNECTION_FIELDS = frozenset({
     "server", "port", "domain", "create", "timeout", "tls", "tlsmode", "starttls", "ssl_context",
-    "user", "password", "token", "auth", "chunking", "pipelining",
+    "cafile", "capath", "verify", "user", "password", "token", "auth", "chunking", "pipelining",
 })
 MESSAGE_FIELDS = frozenset({"from", "rcpt", "source", "step", "dsn", "size", "dkim"})
 
@@ -102,12 +104,14 @@ class Settings:
 
 def split_fields(mailt: Mapping | None, fields: Mapping[str, Any]) -> tuple[dict, dict]:
     """LuaSocket's table and keyword fields, merged (keywords win) and split into
-    connection fields and message fields. ``from_`` is accepted for ``from``."""
+    connection fields and message fields. ``from_`` is accepted for ``from`` (in both)."""
     merged: dict[str, Any] = {}
     if mailt is not None:
         if not isinstance(mailt, Mapping):
             raise TypeError(f"send: the mail table must be a mapping, got {type(mailt).__name__}")
         merged.update(mailt)
+        if "from_" in merged:  # a send_many mapping written like the keywords
+            merged["from"] = merged.pop("from_")
     for key, value in fields.items():
         merged["from" if key == "from_" else key] = value
     unknown = sorted(set(merged) - CONNECTION_FIELDS - MESSAGE_FIELDS)
@@ -138,6 +142,7 @@ def _timeouts(value: Any) -> dict[str, float]:
 
 def connection_settings(fields: Mapping[str, Any]) -> Settings:
     """Check connection fields and fill in the defaults."""
+    bind_smtplib()  # before the first connection: handlers for smtplib's errors catch ours
     unknown = sorted(set(fields) - CONNECTION_FIELDS)
     if unknown:
         raise TypeError(f"unknown connection field(s) {unknown}")
@@ -178,6 +183,8 @@ def connection_settings(fields: Mapping[str, Any]) -> Settings:
     context = fields.get("ssl_context")
     if context is not None and not all(hasattr(context, a) for a in ("wrap_socket", "check_hostname")):
         raise TypeError(f"ssl_context must be an ssl.SSLContext, got {type(context).__name__}")
+    if context is None:
+        context = _tls_context(fields.get("cafile"), fields.get("capath"), fields.get("verify"))
     wanted = fields.get("auth")
     if wanted is not None:
         auth.choose((), secure=True, token=False, wanted=wanted)  # checks the names
@@ -189,7 +196,7 @@ def connection_settings(fields: Mapping[str, Any]) -> Settings:
         timeouts=_timeouts(lookup("TIMEOUT") if fields.get("timeout") is None else fields["timeout"]),
         tls=tls,
         starttls=starttls,
-        ssl_context=fields.get("ssl_context"),
+        ssl_context=context,
         user=user,
         password=password,
         token=token,
@@ -197,6 +204,27 @@ def connection_settings(fields: Mapping[str, Any]) -> Settings:
         chunking=bool(fields.get("chunking", True)),
         pipelining=bool(fields.get("pipelining", True)),
     )
+
+
+def _tls_context(cafile: Any, capath: Any, verify: Any) -> Any:
+    """The context ``cafile``, ``capath`` and ``verify`` ask for (None: the default one).
+
+    Built here, before connecting, so that a missing or unreadable CA file is
+    an :class:`~smtpstream.smtp.errors.SMTPTLSError` before any byte is sent.
+    """
+    if verify is None:
+        verify = True
+    if not isinstance(verify, bool):
+        raise TypeError(f"verify must be True or False, got {verify!r}")
+    for name, value in (("cafile", cafile), ("capath", capath)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{name} must be a path, got {type(value).__name__}")
+    if cafile is None and capath is None and verify:
+        return None  # the transports make the default context (the system's CAs)
+    from .tlscontext import client_context  # ssl only for those who ask: the engine stays I/O-free
+
+    return client_context(None if cafile is None else os.fspath(cafile),
+                          None if capath is None else os.fspath(capath), verify)
 
 
 def _tls_fields(fields: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -348,10 +376,50 @@ class MessageSpec:
     #: False when every line is known to fit RFC 5321's 1000 octets (a message()
     #: of encoded parts); else the engine checks each line as it goes.
     check_lines: bool = True
+    #: True when the header section carries raw UTF-8 (RFC 6532): SMTPUTF8 or nothing.
+    utf8_headers: bool = False
 
     @property
     def needs_smtputf8(self) -> bool:
-        return not (self.sender.isascii() and all(r.isascii() for r in self.recipients))
+        return self.utf8_headers or not (self.sender.isascii() and all(r.isascii() for r in self.recipients))
+
+
+def mailbox(value: Any, what: str) -> str:
+    """The address in ``value``: a bare or ``<...>`` address as it is, the address
+    of ``"Display Name <addr>"`` (as in a header) without its name.
+
+    Control characters are refused first (:class:`LocalProtocolError`), so a
+    display name cannot smuggle a command in.
+    """
+    _refuse_controls(value, what)
+    if "<" not in value or (value.startswith("<") and value.endswith(">") and value.count("<") == 1):
+        return value
+    from email.utils import getaddresses  # already imported by the message builder
+
+    found = getaddresses([value])
+    if len(found) != 1 or not found[0][1] or value.rstrip()[-1:] != ">":
+        raise LocalProtocolError(f"{what} {value!r} is not one address (give 'addr' or 'Name <addr>')")
+    return found[0][1]
+
+
+def check_source(source: Any) -> None:
+    """Refuse, before connecting, a source that could only fail once the body is on its way."""
+    if isinstance(source, Mapping):
+        raise TypeError("send: source is a mapping: a message table goes through smtp.message(table)")
+    if isinstance(source, (str, bytes, bytearray, memoryview)):
+        raise TypeError(f"send: source is a single {type(source).__name__}: give [data] (a list of byte"
+                        " chunks), an iterable of byte chunks or smtp.message(...)")
+    if isinstance(source, (list, tuple)):
+        for index, chunk in enumerate(source):
+            if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                raise TypeError(f"send: source item {index} is {type(chunk).__name__}, not a bytes chunk")
+        return
+    io = sys.modules.get("io")
+    if io is not None and isinstance(source, io.TextIOBase):
+        raise TypeError("send: source is a text file: open it in binary mode ('rb')")
+    if not (callable(source) or hasattr(source, "__iter__") or hasattr(source, "__aiter__")):
+        raise TypeError(f"send: source is {type(source).__name__}: expected an iterable of byte chunks, a"
+                        " callable source, smtp.message(...) or an email.message.Message")
 
 
 def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
@@ -370,6 +438,9 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
     if fields.get("source") is None:
         raise TypeError("send: 'source' is required (an iterable of byte chunks or a callable source)")
     source = fields["source"]
+    if emailmsg.is_message(source):
+        return _email_spec(source, fields)
+    check_source(source)
     if isinstance(source, MessageSource) and source.started:
         # Read before (a send that failed midway, or one that went through):
         # its tail under the whole message's SIZE would be stored as the message.
@@ -393,12 +464,7 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
         rcpt = getattr(source, "recipients", None)
     if rcpt is None:
         raise TypeError("send: 'rcpt' is required (an address or a list of addresses)")
-    recipients = (rcpt,) if isinstance(rcpt, str) else tuple(rcpt)
-    if not recipients:
-        raise ValueError("send: no recipients")
-    check_address(sender, "sender", null_ok=True)
-    for r in recipients:
-        check_address(r, "recipient")
+    sender, recipients = _envelope(sender, rcpt)
     size = fields.get("size")
     if size is None:
         size = getattr(source, "size", None)
@@ -411,11 +477,7 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
     step = fields.get("step")
     if step is not None and not callable(step):
         raise TypeError("step must be callable like ltn12.pump.step(source, sink)")
-    dsn = fields.get("dsn")
-    if isinstance(dsn, Mapping):
-        dsn = DSN(**dsn)
-    elif dsn is not None and not isinstance(dsn, DSN):
-        raise TypeError("dsn must be a DSN or a mapping with notify/ret/envid/orcpt")
+    dsn = _dsn(fields.get("dsn"))
     if is_async_source(source):
         if step is not None:
             raise TypeError("step cannot move an async iterable source")
@@ -423,6 +485,58 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
                            check_lines=_check_lines(source))
     return MessageSpec(sender, recipients, ltn12.source.iterate(source), size, step, dsn, _eight_bit(source),
                        _check_lines(source))
+
+
+def _envelope(sender: Any, rcpt: Any) -> tuple[str, tuple[str, ...]]:
+    """The envelope checked: display names dropped, every address validated."""
+    sender = mailbox(sender, "sender")
+    if isinstance(rcpt, str):
+        rcpt = (rcpt,)
+    elif not isinstance(rcpt, Iterable):
+        raise TypeError(f"rcpt must be an address or a list of addresses, got {type(rcpt).__name__}")
+    recipients = tuple(mailbox(r, "recipient") for r in rcpt)
+    if not recipients:
+        raise ValueError("send: no recipients")
+    check_address(sender, "sender", null_ok=True)
+    for r in recipients:
+        check_address(r, "recipient")
+    return sender, recipients
+
+
+def _email_spec(msg: Any, fields: Mapping[str, Any]) -> MessageSpec:
+    """The spec of an ``email.message.Message``: envelope from its headers unless given
+    (see :mod:`smtpstream.smtp.emailmsg`), Bcc never sent, written part by part."""
+    if fields.get("dkim") is not None:
+        raise TypeError("send: dkim= signs a message() source: convert it with message.from_email(msg)")
+    if fields.get("step") is not None:
+        raise TypeError("send: step= moves a chunk source, not an email.message.Message")
+    sender, rcpt = fields.get("from"), fields.get("rcpt")
+    if sender is None or rcpt is None:
+        found_sender, found_rcpt = emailmsg.envelope(msg)
+        if sender is None:
+            sender = found_sender
+        if rcpt is None:
+            rcpt = found_rcpt
+    if sender is None:
+        raise TypeError("send: 'from' is required (the message has no From or Sender header)")
+    if not rcpt:
+        raise ValueError("send: no recipients (the message has no To, Cc or Bcc header; give rcpt)")
+    sender, recipients = _envelope(sender, rcpt)
+    international = not (sender.isascii() and all(r.isascii() for r in recipients))
+    prepared = emailmsg.prepare(msg, international)
+    size = fields.get("size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise ValueError(f"size must be a non-negative int, got {size!r}")
+    return MessageSpec(sender, recipients, prepared.chunks(), size, None, _dsn(fields.get("dsn")),
+                       prepared.eight_bit, True, prepared.utf8_headers)
+
+
+def _dsn(dsn: Any) -> DSN | None:
+    if isinstance(dsn, Mapping):
+        return DSN(**dsn)
+    if dsn is not None and not isinstance(dsn, DSN):
+        raise TypeError("dsn must be a DSN or a mapping with notify/ret/envid/orcpt")
+    return dsn
 
 
 def _check_lines(source: Any) -> bool:
