@@ -1211,6 +1211,11 @@ cdef class EOLNormalizer(_Filter):
         """The CR or LF (13 or 10) whose pair is still open, or 0."""
         return self._state if self._state_given is None else self._state_given
 
+    @property
+    def marker(self):
+        """What every line break becomes (a copy of the marker given)."""
+        return self._marker
+
     cdef object _feed(self, const unsigned char* src, Py_ssize_t n):
         cdef int state = self._state
         cdef bytes marker = self._marker

@@ -20,6 +20,7 @@ import hmac
 import ipaddress
 import json
 import os
+import select
 import socket
 import subprocess
 import threading
@@ -213,6 +214,17 @@ class ScriptedServer:
 
     ``turns`` counts round trips: how often the server, having replied to
     everything it had read, had to wait for the client to send more.
+
+    ``hold_replies``: seconds of silence from the client before the server
+    writes its replies; until then they are held, so a client that keeps
+    sending without waiting (a window of messages in flight) costs no turn,
+    and ``turns`` counts only the client's waits (plus a stall of the client
+    longer than that, rarely). ``replies``: ``(verb, n) -> reply`` for the
+    n-th (from 1) command of that verb on a connection ("MAIL", "RCPT",
+    "END" for an end of data or BDAT LAST), said instead of the usual one
+    (and a refused MAIL is not a transaction). ``keep_failed_open``: a
+    refused end of data leaves the transaction open, so that a MAIL before
+    an RSET gets 503 (what RSET after BDAT LAST is for).
     """
 
     def __init__(
@@ -230,6 +242,9 @@ class ScriptedServer:
         bare_lf_ends_lines=False,
         close_421_after=None,
         hang_up_after=None,
+        hold_replies=None,
+        replies=None,
+        keep_failed_open=False,
     ) -> None:
         self.extensions = list(extensions)
         self.refuse = set(refuse)
@@ -243,6 +258,9 @@ class ScriptedServer:
         self.bare_lf_ends_lines = bare_lf_ends_lines
         self.close_421_after = close_421_after
         self.hang_up_after = hang_up_after
+        self.hold_replies = hold_replies
+        self.replies = dict(replies or {})
+        self.keep_failed_open = keep_failed_open
         self.lines: list[bytes] = []
         self.reads: list[bytes] = []
         self.messages: list[Received] = []
@@ -305,6 +323,9 @@ class _Session:
         self.conn = conn
         self.buf = bytearray()
         self.replied = False  # a reply went out since the last read
+        self.held: list[bytes] = []  # replies not written yet (hold_replies)
+        self.counts: dict[str, int] = {}  # commands of each verb on this connection
+        self.failed_open = False  # keep_failed_open: a refused transaction still open
         self.stored = 0
         self.reset()
 
@@ -317,6 +338,13 @@ class _Session:
         self.bdat_sizes: list[int] = []
 
     def recv(self) -> bytes:
+        if self.held:
+            # Held replies go out once the client has gone quiet: it waits for them.
+            readable, _, _ = select.select([self.conn], [], [], self.server.hold_replies)
+            if not readable:
+                self.conn.sendall(b"".join(self.held))
+                self.held.clear()
+                self.replied = True
         if self.replied:  # the client had our replies and we wait for it: one round trip
             self.server.turns += 1
             self.replied = False
@@ -342,8 +370,17 @@ class _Session:
         return data
 
     def reply(self, text: str) -> None:
-        self.conn.sendall(text.encode() + b"\r\n")
+        if self.server.hold_replies is not None and not text.startswith(("221", "421")):
+            self.held.append(text.encode() + b"\r\n")
+            return
+        self.conn.sendall(b"".join(self.held) + text.encode() + b"\r\n")
+        self.held.clear()
         self.replied = True
+
+    def scripted(self, verb: str) -> str | None:
+        """The reply the test chose for this command (the n-th of its verb), if any."""
+        n = self.counts[verb] = self.counts.get(verb, 0) + 1
+        return self.server.replies.get((verb, n))
 
     def delay(self, key: str) -> None:
         if key in self.server.delays:
@@ -391,6 +428,7 @@ class _Session:
 
     def do_RSET(self, arg: str) -> None:
         self.reset()
+        self.failed_open = False
         self.reply("250 2.0.0 OK")
 
     def do_QUIT(self, arg: str) -> None:
@@ -402,13 +440,24 @@ class _Session:
             self.reply("421 4.3.2 enough for this connection")
             raise _Closed()
         if self.server.hang_up_after is not None and self.stored >= self.server.hang_up_after:
+            self.conn.sendall(b"".join(self.held))  # what was said before is heard:
+            self.conn.shutdown(socket.SHUT_WR)  # a clean close, no reset dropping it
+            while self.conn.recv(1 << 20):  # the client's pipelined rest, unread
+                pass
             raise _Closed()
         self.server.mail_at.append(time.monotonic())
+        chosen = self.scripted("MAIL")
+        if self.failed_open:
+            self.reply("503 5.5.1 Error: nested MAIL command")
+            return
+        if chosen is not None and not chosen.startswith("2"):
+            self.reply(chosen)
+            return
         path, *params = arg[5:].split(" ")
         self.reset()
         self.mail_from = path.strip("<>")
         self.mail_params = params
-        self.reply("250 2.1.0 OK")
+        self.reply(chosen or "250 2.1.0 OK")
 
     def do_RCPT(self, arg: str) -> None:
         path, *params = arg[3:].split(" ")
@@ -437,8 +486,7 @@ class _Session:
                 break
             lines.append(line[1:] if line.startswith(b".") else line)
         self.delay("END")
-        self.store(b"".join(l + b"\r\n" for l in lines), "DATA")
-        self.reply(self.server.final_reply)
+        self.finish(b"".join(l + b"\r\n" for l in lines), "DATA")
 
     def do_BDAT(self, arg: str) -> None:
         size, *rest = arg.split()
@@ -453,8 +501,22 @@ class _Session:
             self.reply(f"250 2.0.0 {size} octets received")
             return
         self.delay("END")
-        self.store(b"".join(self.chunks), "BDAT")
-        self.reply(self.server.final_reply)
+        self.finish(b"".join(self.chunks), "BDAT")
+
+    def finish(self, content: bytes, mode: str) -> None:
+        """The end of data: store and say the final reply, or the reply the test chose."""
+        chosen = self.scripted("END")
+        if chosen is None:  # final_reply: stored whatever it says (every message was offered)
+            self.store(content, mode)
+            self.reply(self.server.final_reply)
+            return
+        if chosen.startswith("2"):
+            self.store(content, mode)
+        elif self.server.keep_failed_open:
+            self.failed_open = True
+        else:
+            self.reset()
+        self.reply(chosen)
 
     def store(self, content: bytes, mode: str) -> None:
         self.server.stored_at.append(time.monotonic())

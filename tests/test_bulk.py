@@ -86,9 +86,10 @@ def test_without_pipelining_each_message_costs_four_round_trips(send):
     assert 4 * K <= server.turns <= 4 * K + 3, server.turns
 
 
-def test_with_chunking_one_round_trip_per_message_and_no_354(send):
+def test_with_chunking_and_a_window_of_one_one_round_trip_per_message_and_no_354(send):
+    # (a larger window: tests/test_window.py)
     with ScriptedServer(extensions=("PIPELINING", "CHUNKING", "8BITMIME")) as server:
-        results = send(server.port, [fields(i) for i in range(K)])
+        results = send(server.port, [fields(i) for i in range(K)], window=1)
     assert all(r.ok and r.result.chunking for r in results)
     assert [m.mode for m in server.messages] == ["BDAT"] * K
     check_stored(server, range(K))

@@ -60,6 +60,8 @@ def journal_states(db: Path) -> dict[str, set[str]]:
     if not db.exists():
         return out
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages'").fetchone():
+            return out  # killed while the journal was being created
         for state, message_id in conn.execute("SELECT state, message_id FROM messages"):
             out[state].add(message_id)
     return out

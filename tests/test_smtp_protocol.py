@@ -915,8 +915,8 @@ def test_stream_a_lost_connection_fails_the_message_in_flight_and_the_next():
     assert not client.usable
 
 
-def test_stream_with_chunking_sends_each_message_in_one_write_without_354():
-    client = opened_client(b"250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n")
+def test_stream_with_chunking_and_a_window_of_one_sends_each_message_in_one_write_without_354():
+    client = opened_client(b"250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n", window=1)
     specs = [spec_to(f"r{i}@x.example", b"body %d\r\n" % i) for i in range(2)]
     verdicts, actions = stream(client, specs, [
         b"250 ok\r\n250 ok\r\n250 queued as Q0\r\n",
@@ -927,6 +927,25 @@ def test_stream_with_chunking_sends_each_message_in_one_write_without_354():
         b"MAIL FROM:<a@x.example>\r\nRCPT TO:<r%d@x.example>\r\nBDAT 8 LAST\r\nbody %d\r\n" % (i, i) for i in range(2)
     ]
     assert [r.queue_id for _, r, _ in verdicts] == ["Q0", "Q1"]
+
+
+def test_stream_with_chunking_writes_the_next_messages_before_reading_the_verdicts():
+    client = opened_client(b"250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n", window=2)
+    specs = [spec_to(f"r{i}@x.example", b"body %d\r\n" % i) for i in range(3)]
+    verdicts, actions = stream(client, specs, [
+        b"250 ok\r\n250 ok\r\n250 queued as Q0\r\n250 reset\r\n",
+        b"250 ok\r\n250 ok\r\n250 queued as Q1\r\n250 reset\r\n",
+        b"250 ok\r\n250 ok\r\n250 queued as Q2\r\n250 reset\r\n",
+    ])
+    message = b"MAIL FROM:<a@x.example>\r\nRCPT TO:<r%d@x.example>\r\nBDAT 8 LAST\r\nbody %d\r\nRSET\r\n"
+    kinds = [(type(a).__name__, b"".join(a.buffers) if isinstance(a, Write) else None)
+             for a in actions if isinstance(a, (Write, Read))]
+    # two messages in flight, then the first verdict makes room for the third
+    assert kinds == [("Write", message % (0, 0)), ("Write", message % (1, 1)), ("Read", None),
+                     ("Write", message % (2, 2)), ("Read", None), ("Read", None)]
+    assert [(key, r.queue_id, r.replies[-1].text) for key, r, _ in verdicts] == [
+        (0, "Q0", "queued as Q0"), (1, "Q1", "queued as Q1"), (2, "Q2", "queued as Q2")]
+    assert client.usable and not client.conn.pending  # the last RSET's reply was read too
 
 
 def test_stream_an_error_of_the_caller_s_iterator_comes_after_the_verdicts_before_it():

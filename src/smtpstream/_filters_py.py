@@ -497,6 +497,11 @@ class EOLNormalizer(_Filter):
         """The CR or LF (13 or 10) whose pair is still open, or 0."""
         return self._state
 
+    @property
+    def marker(self) -> bytes:
+        """What every line break becomes (a copy of the marker given)."""
+        return self._marker
+
     def _feed(self, data: bytes) -> bytes:
         if not data:
             return b""

@@ -254,7 +254,9 @@ class _Settings:
         conn, msg = split_fields(None, conn_fields)
         if msg:
             raise TypeError(f"{type(self).__name__}: message fields {sorted(msg)} belong in each message")
-        connection_settings(conn)
+        # One window for all the connections: a server that misbehaves with
+        # messages in flight is sent one message at a time on every one of them.
+        conn["window"] = self.window = connection_settings(conn).window
         self.conn_fields = conn
         self.connects = 0  # sessions opened (for tests and statistics)
 

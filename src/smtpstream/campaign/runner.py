@@ -91,6 +91,9 @@ class Campaign:
         self.on_progress = on_progress
         self.progress_interval = progress_interval
         settings.setdefault("resend_unknown", False)
+        # One message in flight per connection with CHUNKING too: a kill then leaves at
+        # most two unknown outcomes per connection (the journal's promise), not a window.
+        settings.setdefault("window", 1)
         if settings["resend_unknown"]:
             raise ValueError("Campaign: the pool must not resend by itself (use Campaign(resend_unknown=True))")
         self.settings = settings

@@ -18,7 +18,8 @@ The contract, with LuaSocket's ``nil, err`` turned into exceptions:
   abort; its return value is ignored.
 * :func:`pump.all` re-raises a source error without calling ``snk(None)``.
 
-Nothing here imports the MIME filters: any callable with the filter contract works.
+Any callable with the filter contract works; ``filter.chain`` only knows
+which of smtpstream's own filters fuse into one (:mod:`smtpstream.fused`).
 """
 from . import filter, pump, sink, source
 from ._common import BLOCKSIZE, LTN12Error, SinkError, SourceError

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+from ..fused import fuse
 from ._common import Chunk, Filter, filter_returned_none
 
 __all__ = ["chain", "cycle"]
@@ -22,12 +23,21 @@ def chain(*filters: Filter) -> Filter:
     are flushed in order: ``out = f1(None)``, then for each next filter
     ``out = fi(out) + fi(None)``, so a downstream filter sees the end only after
     everything upstream has been passed to it.
+
+    Adjacent fresh filters that have a fused equivalent are replaced by it
+    (:mod:`smtpstream.fused`): ``chain(mime.encode("base64"), mime.wrap())``
+    is one ``Base64Lines`` filter, whose chunks the sender writes without
+    normalising or stuffing them, with the same bytes. The replaced filters
+    are not called.
     """
     if not filters:
         raise TypeError("ltn12.filter.chain needs at least one filter")
     for f in filters:
         if not callable(f):
             raise TypeError(f"ltn12.filter.chain: {type(f).__name__} object is not a filter (not callable)")
+    if len(filters) == 1:
+        return filters[0]
+    filters = tuple(fuse(filters))
     if len(filters) == 1:
         return filters[0]
     first, rest = filters[0], filters[1:]

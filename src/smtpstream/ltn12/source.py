@@ -193,11 +193,52 @@ def _chain(it: Iterator[Chunk], f: Filter) -> Iterator[bytes]:
         raise filter_returned_none(f, at_end=True)
 
 
-def chain(src: Source, f: Filter, *filters: Filter) -> Iterator[bytes]:
+class Chained:
+    """The iterator :func:`chain` returns: the chunks of ``source`` through ``filter``.
+
+    ``source`` (an iterator) and ``filter`` (after fusion) are there to read:
+    a message body made of ``chain(file, filter.chain(mime.encode("base64"),
+    mime.wrap()))`` knows from them that its chunks are base64 lines.
+    """
+
+    __slots__ = ("source", "filter", "_gen")
+
+    def __init__(self, it: Iterator[Chunk], f: Filter) -> None:
+        self.source = it
+        self.filter = f
+        self._gen: Optional[Iterator[bytes]] = None
+
+    @property
+    def started(self) -> bool:
+        """True once a chunk was asked for."""
+        return self._gen is not None
+
+    def __iter__(self) -> Chained:
+        return self
+
+    def __next__(self) -> bytes:
+        gen = self._gen
+        if gen is None:
+            gen = self._gen = _chain(self.source, self.filter)
+        return next(gen)
+
+    def close(self) -> None:
+        """Ends the chain as closing a generator does: no more chunks, no flush."""
+        if self._gen is not None:
+            self._gen.close()
+        self._gen = iter(())
+
+
+def chain(src: Source, f: Filter, *filters: Filter) -> Chained:
     """``src`` passed through ``f`` (and more filters, as ``filter.chain(f, *filters)``).
 
     Yields only non-empty outputs; when ``src`` ends, calls ``f(None)`` once and
     yields its output if non-empty.
+
+    A chain over a chain not yet read is one chain over the inner source with
+    the filters joined by ``filter.chain`` (same bytes), so fused filters are
+    found across the two: ``chain(chain(file, mime.encode("base64")),
+    mime.wrap())`` is the fast path too.
 
     Errors: if ``src`` raises, the exception goes through at once and ``f`` is
     never flushed, so output it holds back is lost (LuaSocket's behaviour,
@@ -210,7 +251,9 @@ def chain(src: Source, f: Filter, *filters: Filter) -> Iterator[bytes]:
         f = _filter_chain(f, *filters)
     elif not callable(f):
         raise TypeError(f"ltn12.source.chain: {type(f).__name__} object is not a filter (not callable)")
-    return _chain(iterate(src), f)
+    if type(src) is Chained and not src.started:
+        return Chained(src.source, _filter_chain(src.filter, f))
+    return Chained(iterate(src), f)
 
 
 class _Cat:

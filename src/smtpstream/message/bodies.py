@@ -16,12 +16,14 @@ from typing import Any, BinaryIO, Iterator, Union
 from .. import filters
 from ..filters import CleanLines
 from ..ltn12 import BLOCKSIZE
-from ..ltn12.source import iterate
+from ..fused import Base64Lines
+from ..ltn12.source import Chained, iterate
 
 __all__ = [
     "Body",
     "BytesBody",
     "SourceBody",
+    "base64_line_length",
     "Base64FileBody",
     "Base64SourceBody",
     "CachedBody",
@@ -92,19 +94,36 @@ class BytesBody(Body):
         return len(self.data)
 
 
+def base64_line_length(source: Any) -> int | None:
+    """The line length when ``source`` gives only base64 lines (CleanLines), else None.
+
+    True of ``ltn12.source.chain(src, filter.chain(mime.encode("base64"),
+    mime.wrap(n)))`` whatever ``src`` gives: the fused filter writes nothing else.
+    """
+    if type(source) is Chained and not source.started and type(source.filter) is Base64Lines:
+        return source.filter.length
+    return None
+
+
 class SourceBody(Body):
     """A user's source, passed on as LuaSocket does, but with line breaks made CRLF.
 
     ``normalize=False`` passes the chunks on untouched (Content-Transfer-Encoding
-    ``binary``).
+    ``binary``). CleanLines chunks are passed on as they are: they have only
+    CRLF breaks, and the sender checks that they hold. A chained source of
+    base64 lines (:func:`base64_line_length`) is 7-bit, and its lines are short
+    when their length is at most 998.
     """
 
-    __slots__ = ("_source", "_normalize", "_used")
+    __slots__ = ("_source", "_normalize", "_used", "seven_bit", "short_lines")
 
     def __init__(self, source: Any, normalize: bool = True) -> None:
         self._source = source
         self._normalize = normalize
         self._used = False
+        line = base64_line_length(source)
+        self.seven_bit = line is not None
+        self.short_lines = line is not None and line <= MAX_LINE
 
     def chunks(self) -> Iterator[bytes]:
         if self._used:
@@ -118,6 +137,18 @@ class SourceBody(Body):
             return
         normalizer = filters.EOLNormalizer()
         for chunk in chunks:
+            if (
+                type(chunk) is CleanLines
+                and normalizer.state == 0
+                and chunk[-1:] != b"\r"
+                and (chunk[-1:] != b"\n" or chunk[-2:] == b"\r\n")
+            ):
+                # The normaliser would give it back unchanged and end in state 0
+                # (if it holds; if not, normalising it again later gives the
+                # same bytes: the sender normalises every chunk that does not).
+                if chunk:
+                    yield chunk
+                continue
             out = normalizer(chunk)
             if out:
                 yield out

@@ -81,6 +81,12 @@ def send(mailt: SendFields | Mapping[str, Any] | None = None, /, **fields: Unpac
       the octets the server will receive, CRLF line ends (RFC 1870). A list
       of chunks is measured after normalisation; other raw sources declare none.
     * ``chunking``, ``pipelining``: set False to never use BDAT / PIPELINING.
+    * ``window``: with CHUNKING and PIPELINING, how many messages of a
+      ``send_many`` one connection keeps in flight (``MAIL RCPT... BDAT n LAST
+      RSET`` each, no wait between them; default 16; 1: wait for each
+      verdict). It drops to 1 for good when the server misbehaves
+      (:mod:`smtpstream.smtp.window`). A :class:`~smtpstream.smtp.window.Window`
+      object may be given to share that between sessions.
 
     Returns a :class:`~smtpstream.smtp.options.SendResult`; raises an
     :class:`~smtpstream.smtp.errors.SMTPError` (LuaSocket: ``nil, err``).

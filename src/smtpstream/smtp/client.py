@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Generator, Iterable, Iterator
 
@@ -208,6 +209,8 @@ class _Transaction:
         #: from then on a lost connection leaves the outcome unknown.
         self.end_written = False
         self.reported = False
+        #: Sent in a window (BDAT LAST then RSET, no wait): its verdict is read later.
+        self.windowed = False
 
     def record(self, reply: Reply) -> None:
         self.replies.append(reply)
@@ -303,6 +306,11 @@ class Client:
         self._ahead: tuple[str, Any] | None = None
         self._ending: Callable[[Any], None] | None = None
         self._interrupted = False
+        # BDAT mode: messages written whole (BDAT LAST, then an RSET) whose
+        # verdicts are still to be read, oldest first (smtp/window.py).
+        self._window: deque[_Transaction] = deque()
+        self._resets: set[int] = set()  # the RSETs sent after them, by id, until answered
+        self._windowing = False  # a message was sent in a window on this connection
 
     def interrupt(self) -> None:
         """Stop before the next body write: a message whose end of data is not
@@ -402,6 +410,11 @@ class Client:
         tx = self._owners.pop(id(reply.command), None)
         if tx is not None:
             tx.record(reply)
+        elif self._resets and id(reply.command) in self._resets:
+            self._resets.discard(id(reply.command))
+            if not reply.positive:  # the server's transaction state is unknown now
+                self._broken = True
+                self.settings.window.shrink(f"the RSET after a message was refused ({reply.code})")
         return reply
 
     def _own(self, tx: _Transaction) -> None:
@@ -556,7 +569,10 @@ class Client:
         With PIPELINING (RFC 2920 3.1) a message's end of data is held back and
         written together with the next message's MAIL, RCPTs and DATA: one
         round trip per message. With CHUNKING the whole message goes as
-        ``MAIL RCPT... BDAT n LAST`` in one write.
+        ``MAIL RCPT... BDAT n LAST`` in one write, followed by an ``RSET``, and
+        up to ``settings.window.limit`` messages are in flight: the verdicts
+        of the earlier ones are read while the later ones go out
+        (smtp/window.py).
 
         ``ending(key)``, when given, is called just before the write that
         carries a message's end of data (or ``BDAT LAST``), once per
@@ -579,13 +595,19 @@ class Client:
                 try:
                     yield from self._one(tx)
                 except SMTPError as exc:
+                    if isinstance(exc, SMTPServerDisconnected) and self._windowing:
+                        self.settings.window.shrink(f"the connection was lost with messages in flight ({exc})")
+                    yield from self._settle_window_quietly()  # the messages before it come first
                     self._report(tx, None, exc)
                 else:
-                    if self._flight is not tx:
+                    if self._flight is not tx and not tx.windowed:
                         self._report(tx, *tx.verdict())
                 current = None
+            yield from self._settle_window_quietly()
             try:
                 yield from self._flush()
+                if self._resets and not self._broken:
+                    yield from self._drain()  # the last RSETs' replies: nothing is left unread
             except SMTPError:
                 pass  # reported with the message it concerns
             ahead, self._ahead = self._ahead, None
@@ -602,7 +624,9 @@ class Client:
             if self._flight is not None or self.conn.pending or self.conn.state not in _IDLE:
                 self._broken = True
             flight, self._flight, self._held = self._flight, None, []
-            for tx in (flight, current):
+            window, self._window = list(self._window), deque()
+            self._resets.clear()
+            for tx in (*window, flight, current):
                 if tx is not None and not tx.reported:
                     self._report(tx, None, SMTPInterrupted(f"the dialogue was abandoned: {exc!r}", phase="end"))
             ahead, self._ahead = self._ahead, None
@@ -630,25 +654,80 @@ class Client:
             self._done(tx.key, result, error)
 
     def _next_message(self, fetch: Callable[[bool], Any]) -> Gen:
-        """The next ``(key, spec)`` or None; finishes the message in flight first if it must wait."""
+        """The next ``(key, spec)`` or None; finishes the messages in flight first if it must wait."""
         if self._ahead is not None:
             (kind, value), self._ahead = self._ahead, None
             if kind == "item":
                 return value
+            yield from self._settle_window_quietly()
             yield from self._flush_quietly()
             raise value
         try:
-            if self._flight is not None:
+            if self._flight is not None or self._window:
                 item = yield Fetch(fetch, now=True)
                 if item is not LATER:
                     return item
+                yield from self._settle_window(0)
                 yield from self._flush()
             return (yield Fetch(fetch, now=False))
         except SMTPError:
             raise
         except Exception:
+            yield from self._settle_window_quietly()
             yield from self._flush_quietly()
             raise
+
+    # ---- the window (BDAT mode)
+
+    def _settle_window(self, keep: int) -> Gen:
+        """Read replies until at most ``keep`` messages of the window wait for their verdict,
+        reporting each, in order, as soon as it has one.
+
+        If the connection fails meanwhile, each message still waiting is
+        reported: with its refusal when its replies so far are one, else with
+        the failure (unknown outcome: its BDAT LAST was written), and the
+        window drops to 1 (smtp/window.py).
+        """
+        window = self._window
+        try:
+            while window:
+                while window and window[0].final is not None:
+                    self._report_windowed(window.popleft())
+                if len(window) <= keep:
+                    return
+                self._file((yield from self._reply()))
+        except SMTPError as exc:
+            self.settings.window.shrink(f"{type(exc).__name__} with messages in flight: {exc}")
+            self._resets.clear()
+            first = True
+            while window:
+                tx = window.popleft()
+                error: SMTPError = exc
+                if not first and isinstance(exc, SMTPProtocolError):
+                    # The reply that broke the protocol answered the oldest message's
+                    # commands (replies come in order): the later ones had none.
+                    error = SMTPServerDisconnected(f"the connection broke on an earlier message's reply: {exc}",
+                                                   phase="end")
+                first = False
+                try:
+                    tx.check()
+                except SMTPError as refusal:  # refused already: not delivered, whatever followed
+                    error = refusal
+                self._report(tx, None, error)
+            raise
+
+    def _settle_window_quietly(self) -> Gen:
+        try:
+            yield from self._settle_window(0)
+        except SMTPError:
+            pass  # reported with the messages it concerns
+
+    def _report_windowed(self, tx: _Transaction) -> None:
+        if tx.mail is not None and tx.mail.code == 503:
+            # RSET went before this MAIL: a server that still says "bad sequence"
+            # does not take pipelined transactions; one at a time from now on.
+            self.settings.window.shrink("503 to a pipelined MAIL")
+        self._report(tx, *tx.verdict())
 
     def _look_ahead(self) -> Gen:
         """Fetch the next message now, while the server answers (if it is at hand at once)."""
@@ -757,7 +836,16 @@ class Client:
                 phase="mail",
             )
         if chunking and self._flight is not None:
-            yield from self._flush()  # one message at a time in BDAT mode
+            yield from self._flush()  # DATA mode's message in flight first
+        windowed = pipelining and chunking and s.window.limit > 1
+        if self._window:
+            # Room for this message, or (DATA mode, a window of 1 now) every verdict first.
+            try:
+                yield from self._settle_window(s.window.limit - 1 if windowed else 0)
+            except SMTPError as exc:  # the earlier messages have it; this one was not sent
+                raise SMTPServerDisconnected(f"the connection failed before this message was sent: {exc}",
+                                             phase="mail") from exc
+            windowed = windowed and s.window.limit > 1
         self._in_transaction = True  # from here on a failure needs RSET
         if pipelining:
             self._send(mail, tx)
@@ -767,7 +855,9 @@ class Client:
                 self._send(command, tx)
             if chunking:
                 # MAIL, RCPTs and the first BDAT (all of a small message) in one write.
-                yield from self._upload_bdat(chunks, tx, pipelining=True)
+                yield from self._upload_bdat(chunks, tx, pipelining=True, windowed=windowed)
+                if tx.windowed:
+                    return  # its verdict is read while the next messages go out
             else:
                 self._send(Data(), tx)
                 # The previous message's end of data, then this one's envelope: one write.
@@ -851,10 +941,13 @@ class Client:
             total += len(chunk)
         return batch, False
 
-    def _upload_bdat(self, chunks: Any, tx: _Transaction, pipelining: bool) -> Gen:
+    def _upload_bdat(self, chunks: Any, tx: _Transaction, pipelining: bool, windowed: bool = False) -> Gen:
         """The body as BDAT commands of about BDAT_SIZE octets each, sent as soon as they
         are full; the rest (all of a small message) as ``BDAT n LAST`` -- ``BDAT 0 LAST``
-        when the body ended exactly at a full one (RFC 3030 2)."""
+        when the body ended exactly at a full one (RFC 3030 2).
+
+        ``windowed``: an RSET follows BDAT LAST in the same write and the message
+        joins the window, its replies unread."""
         conn = self.conn
         while True:
             batch, ended = yield from self._batch(chunks)
@@ -875,6 +968,17 @@ class Client:
         buffers = conn.send_bdat(batch, last=True)
         self._own(tx)
         tx.size = conn.body_size
+        if windowed:
+            # RSET after BDAT LAST: harmless after a success, a clean state after
+            # a refusal (a server that kept the failed transaction open would
+            # answer the next MAIL with 503).
+            self._send(Rset())
+            self._resets.add(id(conn.last_sent))
+            buffers.append(conn.data_to_send())
+            yield from self._write(buffers, "body", ends=tx)
+            tx.windowed = self._windowing = True
+            self._window.append(tx)
+            return
         yield from self._write(buffers, "body", ends=tx)
         if pipelining:
             yield from self._look_ahead()  # the next message is built while the server answers

@@ -23,6 +23,7 @@ from . import auth, emailmsg
 from .errors import LocalProtocolError, SMTPSourceError, bind_smtplib
 from .protocol import _refuse_controls, check_address, check_domain
 from .reply import Reply
+from .window import Window, window_of
 
 __all__ = [
     "DEFAULT_TIMEOUTS",
@@ -73,7 +74,7 @@ TLSMODES: dict[str, tuple[bool, str]] = {
 
 CONNECTION_FIELDS = frozenset({
     "server", "port", "domain", "create", "timeout", "tls", "tlsmode", "starttls", "ssl_context",
-    "cafile", "capath", "verify", "user", "password", "token", "auth", "chunking", "pipelining",
+    "cafile", "capath", "verify", "user", "password", "token", "auth", "chunking", "pipelining", "window",
 })
 MESSAGE_FIELDS = frozenset({"from", "rcpt", "source", "step", "dsn", "size", "dkim"})
 
@@ -96,6 +97,8 @@ class Settings:
     auth: Any = None
     chunking: bool = True
     pipelining: bool = True
+    #: Messages in flight per connection in BDAT mode (smtp/window.py); shared, it adapts.
+    window: Window = field(default_factory=Window)
 
     @property
     def credentials(self) -> bool:
@@ -203,6 +206,7 @@ def connection_settings(fields: Mapping[str, Any]) -> Settings:
         auth=wanted,
         chunking=bool(fields.get("chunking", True)),
         pipelining=bool(fields.get("pipelining", True)),
+        window=window_of(fields.get("window")),
     )
 
 
