@@ -325,11 +325,6 @@ class Journal:
         if commit:
             self.flush()
 
-    def message_state(self, seq: int) -> str:
-        """The state the recipients add up to (see :func:`summarise`)."""
-        states = {s for (s,) in self.db.execute("SELECT state FROM recipients WHERE seq = ?", (seq,))}
-        return summarise(states)
-
     # ---- reading it back
 
     def counts(self) -> dict[str, Any]:

@@ -38,10 +38,6 @@ class Row:
     attach: list[str] = field(default_factory=list)   # absolute paths
     headers: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def recipients(self) -> list[str]:
-        return [self.email, *[c for c in self.cc if c != self.email]]
-
 
 def _split(value: Any, seps: str, where: str) -> list[str]:
     if value is None or value == "":

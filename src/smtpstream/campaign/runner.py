@@ -245,7 +245,7 @@ class Campaign:
         try:
             run = journal.claim(campaign_id, definition)
         except JournalError as exc:
-            raise CampaignError(str(exc)) from None
+            raise _refused(exc) from None
         journal.recover()
         self._tally = {k: v for k, v in journal.counts().items() if k != "recipients"}
 
