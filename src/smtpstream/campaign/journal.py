@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+_ADD_BATCH = 500  # rows journaled per statement by add()
 
 __all__ = ["Journal", "JournalError", "Item", "Recipient", "MESSAGE_STATES", "RECIPIENT_STATES"]
 
@@ -109,7 +112,9 @@ class Journal:
 
     def __init__(self, path: str) -> None:
         self.path = str(path)
-        self._open = False  # a transaction of record(commit=False) awaiting flush()
+        #: Outcomes recorded with commit=False, written and committed by flush().
+        self._outcomes: list[tuple[int, str, Sequence[Entry]]] = []
+        self._checkpointer: _Checkpointer | None = None
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -127,8 +132,22 @@ class Journal:
             raise JournalError(f"{self.path}: journal schema {version}, this smtpstream reads {SCHEMA_VERSION}")
 
     def close(self) -> None:
-        self.flush()
-        self.db.close()
+        try:
+            self.flush()
+        finally:
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+                self._checkpointer = None
+            self.db.close()  # the last connection: SQLite checkpoints and removes the WAL
+
+    def _checkpoint_in_background(self) -> None:
+        """From the first message sent on: the WAL is copied back into the database
+        by a thread of its own, not by the commit that fills it (a checkpoint
+        syncs the file, and a sync must not stall the sending event loop)."""
+        if self._checkpointer is None:
+            self.db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = _Checkpointer(self.path)
+            self._checkpointer.start()
 
     # ---- the campaign's identity and settings
 
@@ -173,32 +192,51 @@ class Journal:
         the caller's transaction. A key journaled before must have the same digest
         (else :class:`JournalError`); a key twice in one run is an error too.
         Returns (rows new, rows known)."""
-        db = self.db
         new = known = 0
-        insert = ("INSERT INTO messages (key, digest, row, message_id, state, seen)"
-                  " VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (key) DO NOTHING")
-        for key, digest, row, message_id, addresses in rows:
-            cur = db.execute(insert, (key, digest, None if row is None else json.dumps(row), message_id, run))
-            if cur.rowcount == 1:
-                seq = cur.lastrowid
-                if len(addresses) == 1:
-                    db.execute("INSERT INTO recipients (seq, address, state) VALUES (?, ?, 'pending')",
-                               (seq, addresses[0]))
-                else:
-                    db.executemany("INSERT OR IGNORE INTO recipients (seq, address, state) VALUES (?, ?, 'pending')",
-                                   [(seq, a) for a in addresses])
-                new += 1
-                continue
-            found = db.execute("SELECT digest, seen FROM messages WHERE key = ?", (key,)).fetchone()
-            if found[1] == run:
-                raise JournalError(f"row key {key!r} appears twice in the manifest (keys must be unique)")
-            if found[0] != digest:
-                raise JournalError(
-                    f"row {key!r} differs from the row journaled under that key in an earlier run:"
-                    " a changed manifest cannot resume this campaign (use a new journal, or restore the row)")
-            db.execute("UPDATE messages SET seen = ? WHERE key = ?", (run, key))
-            known += 1
+        (last,) = self.db.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()
+        batch: list[tuple[str, str, Any, str, Sequence[str]]] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) == _ADD_BATCH:
+                last, counts = self._add_batch(run, batch, last)
+                new, known, batch = new + counts[0], known + counts[1], []
+        if batch:
+            last, counts = self._add_batch(run, batch, last)
+            new, known = new + counts[0], known + counts[1]
         return new, known
+
+    def _add_batch(self, run: int, batch: Sequence[tuple[str, str, Any, str, Sequence[str]]], last: int
+                   ) -> tuple[int, tuple[int, int]]:
+        """One batch of :meth:`add`: one query for the keys journaled before, one
+        insert per table for the new rows (seq numbers given here, in order)."""
+        db = self.db
+        keys = [r[0] for r in batch]
+        journaled = {key: (digest, seen) for key, digest, seen in db.execute(
+            f"SELECT key, digest, seen FROM messages WHERE key IN ({','.join('?' * len(keys))})", keys)}
+        messages: list[tuple[Any, ...]] = []
+        recipients: list[tuple[int, str]] = []
+        seen_again: list[tuple[int, str]] = []
+        for key, digest, row, message_id, addresses in batch:
+            found = journaled.get(key)
+            if found is not None:
+                if found[1] == run:
+                    raise JournalError(f"row key {key!r} appears twice in the manifest (keys must be unique)")
+                if found[0] != digest:
+                    raise JournalError(
+                        f"row {key!r} differs from the row journaled under that key in an earlier run:"
+                        " a changed manifest cannot resume this campaign (use a new journal, or restore the row)")
+                seen_again.append((run, key))
+                journaled[key] = (digest, run)
+                continue
+            last += 1
+            journaled[key] = (digest, run)  # the same key later in this run is a duplicate
+            messages.append((last, key, digest, None if row is None else json.dumps(row), message_id, run))
+            recipients.extend((last, address) for address in dict.fromkeys(addresses))
+        db.executemany("INSERT INTO messages (seq, key, digest, row, message_id, state, seen)"
+                       " VALUES (?, ?, ?, ?, ?, 'pending', ?)", messages)
+        db.executemany("INSERT INTO recipients (seq, address, state) VALUES (?, ?, 'pending')", recipients)
+        db.executemany("UPDATE messages SET seen = ? WHERE key = ?", seen_again)
+        return last, (len(messages), len(seen_again))
 
     def lookup(self, key: str) -> tuple[int, str, str] | None:
         """(seq, state, message_id) of a key, or None."""
@@ -274,56 +312,59 @@ class Journal:
         return item
 
     def sending(self, seq: int) -> None:
-        """Committed before the message's end of data is written (with any outcome
-        :meth:`record` left for :meth:`flush`: one commit for both)."""
-        self.db.execute("UPDATE messages SET state = 'sending', attempts = attempts + 1, updated = ? WHERE seq = ?",
-                        (time.time(), seq))
-        if self._open:
-            self.flush()
+        """Committed before the message's end of data is written (with the outcomes
+        :meth:`record` left for :meth:`flush`: one commit for all)."""
+        self._checkpoint_in_background()
+        mark = ("UPDATE messages SET state = 'sending', attempts = attempts + 1, updated = ? WHERE seq = ?",
+                (time.time(), seq))
+        if self._outcomes:
+            self._commit_outcomes(mark)
+        else:
+            self.db.execute(*mark)
 
     def flush(self) -> None:
-        """Commit what :meth:`record` wrote with ``commit=False``."""
-        if self._open:
-            self._open = False
-            self.db.execute("COMMIT")
+        """Write and commit the outcomes :meth:`record` was given with ``commit=False``."""
+        if self._outcomes:
+            self._commit_outcomes()
 
     def record(self, seq: int, state: str, entries: Sequence[Entry], commit: bool = True) -> None:
         """The outcome of one attempt: the message's new state and its recipients'
         (the message is next due when its first deferred recipient is). With
         ``commit=False`` the caller commits soon with :meth:`flush` (a campaign
         does so before its event loop next waits: outcomes read together share
-        one commit)."""
-        now = time.time()
-        db = self.db
-        if not self._open:
-            db.execute("BEGIN IMMEDIATE")
-            self._open = True
-        try:
-            if len(entries) > 1 and all(_same_but_address(entries[0], e) for e in entries):
-                e = entries[0]  # one reply for everyone (the usual case): one statement
-                db.execute(
-                    "UPDATE recipients SET state = ?, code = ?, enhanced = ?, text = ?, queue_id = ?,"
-                    " attempts = attempts + ?, first_deferred = ?, next_attempt = ?, time = ?"
-                    f" WHERE seq = ? AND address IN ({','.join('?' * len(entries))})",
-                    (e.state, e.code, e.enhanced, e.text, e.queue_id, int(e.attempted), e.first_deferred,
-                     e.next_attempt, now, seq, *[x.address for x in entries]))
-                entries = ()
-            for e in entries:
-                db.execute(
-                    "UPDATE recipients SET state = ?, code = ?, enhanced = ?, text = ?, queue_id = ?,"
-                    " attempts = attempts + ?, first_deferred = ?, next_attempt = ?, time = ?"
-                    " WHERE seq = ? AND address = ?",
-                    (e.state, e.code, e.enhanced, e.text, e.queue_id, int(e.attempted), e.first_deferred,
-                     e.next_attempt, now, seq, e.address))
-            db.execute("UPDATE messages SET state = ?, updated = ?, next_attempt = (SELECT min(next_attempt)"
-                       " FROM recipients WHERE seq = ? AND state = 'deferred') WHERE seq = ?",
-                       (state, now, seq, seq))
-        except BaseException:
-            self._open = False
-            db.execute("ROLLBACK")
-            raise
+        one commit, and the next :meth:`sending` commits them too)."""
+        self._outcomes.append((seq, state, entries))
         if commit:
             self.flush()
+
+    def _commit_outcomes(self, also: tuple[str, tuple[Any, ...]] | None = None) -> None:
+        """One transaction: the outcomes waiting (a statement per table for all of
+        them), and ``also``. Should it fail, the outcomes stay waiting."""
+        outcomes, self._outcomes = self._outcomes, []
+        now = time.time()
+        recipients = [(e.state, e.code, e.enhanced, e.text, e.queue_id, int(e.attempted), e.first_deferred,
+                       e.next_attempt, now, seq, e.address) for seq, _, entries in outcomes for e in entries]
+        settled = [(state, now, seq) for seq, state, _ in outcomes if state != "deferred"]
+        deferred = [(now, seq, seq) for seq, state, _ in outcomes if state == "deferred"]
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "UPDATE recipients SET state = ?, code = ?, enhanced = ?, text = ?, queue_id = ?,"
+                " attempts = attempts + ?, first_deferred = ?, next_attempt = ?, time = ?"
+                " WHERE seq = ? AND address = ?", recipients)
+            # next_attempt matters for deferred messages only (due(), next_due(), the index)
+            db.executemany("UPDATE messages SET state = ?, updated = ?, next_attempt = NULL WHERE seq = ?", settled)
+            db.executemany("UPDATE messages SET state = 'deferred', updated = ?, next_attempt = (SELECT"
+                           " min(next_attempt) FROM recipients WHERE seq = ? AND state = 'deferred') WHERE seq = ?",
+                           deferred)
+            if also is not None:
+                db.execute(*also)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._outcomes[:0] = outcomes
+            raise
 
     # ---- reading it back
 
@@ -365,11 +406,6 @@ class Journal:
             " JOIN messages m ON m.seq = r.seq ORDER BY r.seq, r.address")
 
 
-def _same_but_address(a: Entry, b: Entry) -> bool:
-    return (a.state, a.code, a.enhanced, a.text, a.queue_id, a.attempted, a.first_deferred, a.next_attempt) == (
-        b.state, b.code, b.enhanced, b.text, b.queue_id, b.attempted, b.first_deferred, b.next_attempt)
-
-
 REPORT_FIELDS = ("key", "address", "state", "code", "enhanced", "text", "queue_id", "attempts", "time")
 
 
@@ -379,6 +415,32 @@ def summarise(states: set[str]) -> str:
         if state in states:
             return state
     return "failed"
+
+
+class _Checkpointer(threading.Thread):
+    """Passive WAL checkpoints on a connection of its own, every ``interval`` seconds
+    (SQLite releases the GIL meanwhile; a passive checkpoint never blocks a writer)."""
+
+    def __init__(self, path: str, interval: float = 0.5) -> None:
+        super().__init__(name="smtpstream-journal-checkpoint", daemon=True)
+        self.path = path
+        self.interval = interval
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA busy_timeout=5000")
+            while not self._stopping.wait(self.interval):
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # the journal was closed or removed under it: the next open checkpoints
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join()
 
 
 class _Transaction:
