@@ -28,7 +28,6 @@ structured fields, which must already be ASCII.
 from __future__ import annotations
 
 import base64
-import email.utils
 import functools
 import re
 from typing import Iterable, Union
@@ -571,7 +570,9 @@ def _mailbox(field: str, text: str) -> tuple[str, str]:
         name, addr = simple.group(1) or "", simple.group(2) or simple.group(3)
         local, _, domain = addr.rpartition("@")
         return name, f"{local}@{_domain(field, domain)}"
-    pairs = email.utils.getaddresses([text])
+    from email.utils import getaddresses  # here: the simple forms above need no email package
+
+    pairs = getaddresses([text])
     if len(pairs) != 1 or not pairs[0][1] or pairs[0][1] not in text:
         # The last test catches what getaddresses glues silently ("a@b x" -> "a@bx").
         raise HeaderError(f"{field}: cannot parse address {text.strip()!r}")
@@ -594,7 +595,9 @@ def _group_name(field: str, text: str) -> str:
     # unquote it and drop comments.
     if not text.strip(" \t"):
         raise HeaderError(f"{field}: a group needs a name")
-    pairs = email.utils.getaddresses([f"{text} <group@invalid>"])
+    from email.utils import getaddresses
+
+    pairs = getaddresses([f"{text} <group@invalid>"])
     if len(pairs) != 1 or pairs[0][1] != "group@invalid" or not pairs[0][0]:
         raise HeaderError(f"{field}: invalid group name {text.strip()!r}")
     return pairs[0][0]
