@@ -147,6 +147,7 @@ _NOT_VCHAR = re.compile(r"[^\x21-\x7e]")  # anything but printable, non-space AS
 _NOT_TEXT = re.compile(r"[^\x20-\x7e\t]")  # anything but printable ASCII and WSP
 _WSP_RUNS = re.compile(r"([ \t]+)")
 _WORDS = re.compile(r"[ \t]*[^ \t]+")
+_ONE_LINE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")  # printable ASCII words, single spaces
 
 
 def _check_injection(where: str, value: str) -> None:
@@ -443,6 +444,7 @@ _DOMAIN_LITERAL = re.compile(r"\[[\x21-\x5a\x5e-\x7e]*\]")
 _DOT_ATOM_TEXT = rf"{_ATEXT}(?:\.{_ATEXT})*"
 # The common mailbox, "Plain Name <local@domain>" or "local@domain" (ASCII,
 # no comments, no quotes): read without the general parser, same result.
+_BARE_ADDRESS = re.compile(rf"{_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT}")  # one ASCII addr-spec, nothing around it
 _SIMPLE_MAILBOX = re.compile(
     rf"[ \t]*(?:({_ATEXT}(?: {_ATEXT})*)[ \t]*<({_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT})>|<?({_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT})>?)[ \t]*"
 )
@@ -648,7 +650,15 @@ def addresses(value: str) -> list[str]:
     if not isinstance(value, str):
         raise TypeError(f"address list must be str, got {type(value).__name__}")
     _check_injection("address list", value)
-    return [addr for _, mailboxes in _parse_addresses("address list", value) for _, addr in mailboxes]
+    if _BARE_ADDRESS.fullmatch(value):
+        return [value]  # what the parser below gives for one ASCII local@domain
+    return list(_envelope_addresses(value))
+
+
+@functools.lru_cache(maxsize=1024)
+def _envelope_addresses(value: str) -> tuple[str, ...]:
+    # Cached: a bulk send parses the same From for every message.
+    return tuple(addr for _, mailboxes in _parse_addresses("address list", value) for _, addr in mailboxes)
 
 
 # ---------------------------------------------------------------- structured
@@ -806,6 +816,17 @@ def _format_header(name: str, value: Union[str, int]) -> bytes:
     if len(field) + 1 > HARD_LIMIT:
         raise HeaderError(f"header name {name[:40]!r}... is too long for a {HARD_LIMIT}-octet line")
     key = field.lower()
+    if len(field) + 2 + len(text) <= SOFT_LIMIT and (
+            _BARE_ADDRESS.fullmatch(text) if key in _ADDRESS_FIELDS
+            else key not in _PARAM_FIELDS and _ONE_LINE.fullmatch(text) and "=?" not in text):
+        # What the folder below gives such a value (a Subject, a Message-ID,
+        # a To of one bare address): one line as it is (tests/test_headers.py compares the two on random values).
+        return f"{field}: {text}\r\n".encode("ascii")
+    return _folded(field, key, text)
+
+
+def _folded(field: str, key: str, text: str) -> bytes:
+    """The field laid out by :class:`_Folder`, as its kind (``key``, lower case) asks."""
     items: list[Item]
     if key in _ADDRESS_FIELDS:
         items = _address_items(field, text)
