@@ -138,3 +138,26 @@ def test_compiled_and_pure_report_the_same_left_for_any_int(name, length, left, 
         assert filters[0](piece) == filters[1](piece)
         assert filters[0].left == filters[1].left
     assert filters[0](None) == filters[1](None) and filters[0].left == filters[1].left
+
+
+def _crlf_lines_by_definition(data: bytes) -> bool:
+    # No ".", and removing every CRLF pair leaves no CR or LF.
+    rest = data.replace(b"\r\n", b"")
+    return b"." not in data and b"\r" not in rest and b"\n" not in rest
+
+
+@settings(max_examples=2000, deadline=None)
+@given(data=st.lists(st.sampled_from([b"QUJD", b"\r\n", b"\r", b"\n", b".", b"x" * 70, b""]), max_size=20).map(b"".join))
+def test_crlf_lines_only_is_its_definition(filters_impl, data):
+    assert filters_impl.crlf_lines_only(data) is _crlf_lines_by_definition(data)
+
+
+def test_crlf_lines_only_on_encoded_lines_and_one_flaw(filters_impl):
+    lines = binascii.b2a_base64(bytes(range(256)) * 40, newline=False)
+    body = b"\r\n".join(lines[i:i + 76] for i in range(0, len(lines), 76)) + b"\r\n"
+    assert filters_impl.crlf_lines_only(body)
+    for flaw in (b".", b"\r", b"\n"):
+        for where in (0, 1, 77, len(body) // 2, len(body) - 1):
+            assert not filters_impl.crlf_lines_only(body[:where] + flaw + body[where:]), (flaw, where)
+    with pytest.raises(TypeError):
+        filters_impl.crlf_lines_only(bytearray(body))

@@ -659,3 +659,41 @@ def test_one_mailbox_fast_path_splits_as_the_general_loop(text):
 
     fast, general = _fast_and_general("_ONE_MAILBOX", h._split_address_list, text)
     assert fast == general
+
+
+@settings(max_examples=500)
+@given(name=st.sampled_from(["Subject", "Message-ID", "X-Tag", "Comments", "Content-Transfer-Encoding", "Keywords"]),
+       text=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=80))
+@example(name="Subject", text="=?utf-8?q?x?=")
+@example(name="Subject", text="a  b")
+@example(name="Subject", text=" a")
+def test_one_line_values_are_what_the_folder_writes(name, text):
+    from smtpstream.message import headers
+
+    field = headers.canonical_name(name)
+    assert headers._format_header(name, text) == headers._folded(field, field.lower(), text)
+
+
+_ATOMS = st.text(st.sampled_from("abcXYZ09.-_+=?'"), min_size=0, max_size=12)
+
+
+@settings(max_examples=500)
+@given(name=st.sampled_from(["To", "From", "Cc", "Reply-To"]),
+       text=st.one_of(st.tuples(_ATOMS, st.sampled_from(["@", "@@", ""]), _ATOMS).map("".join),
+                      st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=40)))
+@example(name="To", text="user1@example.com")
+@example(name="To", text="a.b@c")
+@example(name="To", text="a..b@c")
+def test_one_bare_address_is_what_the_parser_and_folder_write(name, text):
+    from smtpstream.message import headers
+
+    def outcome(call):
+        try:
+            return call()
+        except headers.HeaderError:
+            return "refused"
+
+    field = headers.canonical_name(name)
+    assert outcome(lambda: headers._format_header(name, text)) == outcome(
+        lambda: headers._folded(field, field.lower(), text))
+    assert outcome(lambda: headers.addresses(text)) == outcome(lambda: list(headers._envelope_addresses(text)))

@@ -15,7 +15,10 @@ __all__ = [
     "Base64WrapEncoder",
     "NormalizeStuffer",
     "BodyCanonicalizer",
+    "crlf_lines_only",
 ]
+
+def crlf_lines_only(data: bytes) -> bool: ...
 
 class _Filter:
     @property

@@ -22,6 +22,7 @@ __all__ = [
     "Base64WrapEncoder",
     "NormalizeStuffer",
     "BodyCanonicalizer",
+    "crlf_lines_only",
 ]
 
 CRLF = b"\r\n"
@@ -725,3 +726,10 @@ def _content_end(data: bytes) -> int:
     while data.endswith(CRLF, 0, end):
         end -= 2
     return end
+
+
+def crlf_lines_only(data: bytes) -> bool:
+    """True when ``data`` (bytes) has no ``.`` and every CR and LF in it is a CRLF pair."""
+    if not isinstance(data, bytes):
+        raise TypeError(f"crlf_lines_only needs bytes, got {type(data).__name__}")
+    return b"." not in data and data.count(b"\r") == data.count(b"\r\n") == data.count(b"\n")

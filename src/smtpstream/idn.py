@@ -9,11 +9,11 @@ themselves, and what IDNA 2008 forbids is refused instead of rewritten.
 """
 from __future__ import annotations
 
-import idna
-
 __all__ = ["to_ascii"]
 
 
 def to_ascii(domain: str) -> str:
     """The ASCII (A-label) form of ``domain``; ``UnicodeError`` when IDNA 2008 refuses it."""
+    import idna  # here, not at import: its tables cost milliseconds; only non-ASCII names need it
+
     return idna.encode(domain, uts46=True, transitional=False).decode("ascii")

@@ -37,7 +37,7 @@ MAX_LINE = 998  # octets of a line before its CRLF (RFC 5322 2.1.1, RFC 5321 4.5
 
 def longest_line(data: bytes) -> int:
     """The longest line of ``data``, any CR or LF ending a line (as the sender normalises them)."""
-    return max(map(len, data.replace(b"\r", b"\n").split(b"\n")), default=0)
+    return max(map(len, data.splitlines()), default=0)  # bytes split at CR, LF and CRLF only
 
 
 def base64_size(n: int, line: int = LINE) -> int:

@@ -19,9 +19,9 @@ body written as an empty body, CRLF line breaks everywhere.
 """
 from __future__ import annotations
 
-import email.utils
+import functools
+import os
 import re
-import secrets
 import socket
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -338,7 +338,7 @@ _BOUNDARY_PARAM = re.compile(r';\s*boundary(?:\*\d*\*?)?\s*=\s*(?:"(?:[^"\\]|\\.
 def _new_boundary() -> bytes:
     # "=_" cannot occur in quoted-printable ("=" is followed by hex or CRLF)
     # nor in base64 ("_" is outside its alphabet); 128 random bits do the rest.
-    return b"=_" + secrets.token_hex(16).encode()
+    return b"=_" + os.urandom(16).hex().encode()  # as secrets.token_hex, without importing hmac
 
 
 # ---------------------------------------------------------------- bodies
@@ -372,6 +372,20 @@ def encode_text(data: bytes) -> tuple[str, bytes]:
     Line breaks become CRLF. Plain ASCII with lines of at most 998 octets
     stays 7bit; otherwise the shorter of quoted-printable and base64 wins.
     """
+    if len(data) <= _CACHED_TEXT:
+        return _encode_short_text(bytes(data))
+    return _encode_text(data)
+
+
+_CACHED_TEXT = 16 << 10  # bulk sends repeat the same short text; results are immutable bytes
+
+
+@functools.lru_cache(maxsize=256)
+def _encode_short_text(data: bytes) -> tuple[str, bytes]:
+    return _encode_text(data)
+
+
+def _encode_text(data: bytes) -> tuple[str, bytes]:
     data = _crlf(data)
     if data.isascii() and b"\0" not in data and longest_line(data) <= MAX_LINE:
         return "7bit", data
@@ -517,15 +531,36 @@ def _date(zone: Any) -> str:
         zone = lookup("ZONE")
     now = datetime.now(timezone.utc)
     if zone is None:
-        return email.utils.format_datetime(now.astimezone())
+        return _rfc5322_date(now.astimezone())
     match = _ZONE.fullmatch(zone) if isinstance(zone, str) else None
     if match is None:
         raise MessageError(f"message: zone must be +hhmm or -hhmm (RFC 5322 3.3), got {zone!r}")
     if zone == "-0000":
-        return email.utils.format_datetime(now.replace(tzinfo=None))  # naive: written -0000
+        return _rfc5322_date(now, "-0000")
     sign = 1 if match[1] == "+" else -1
     offset = timedelta(hours=int(match[2]), minutes=int(match[3]))
-    return email.utils.format_datetime(now.astimezone(timezone(sign * offset)))
+    return _rfc5322_date(now.astimezone(timezone(sign * offset)))
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _rfc5322_date(when: datetime, zone: str | None = None) -> str:
+    """RFC 5322 3.3's date-time, English names whatever the locale: ``Tue, 01 Dec 2026 18:00:00 +0100``.
+
+    Written here rather than with ``email.utils.format_datetime`` (the same
+    text) so that building a message does not import the email package.
+    """
+    return (f"{_DAYS[when.weekday()]}, {when.day:02d} {_MONTHS[when.month - 1]} {when.year:04d} "
+            f"{when.hour:02d}:{when.minute:02d}:{when.second:02d} {zone or _offset(when)}")
+
+
+def _offset(when: datetime) -> str:
+    """``+hhmm``/``-hhmm`` of an aware time (what ``strftime("%z")`` gives, at a tenth of its cost)."""
+    minutes = round(when.utcoffset().total_seconds()) // 60  # type: ignore[union-attr]
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
 
 
 def _message_id_domain(sender: str | None) -> str:
@@ -569,7 +604,7 @@ def message(mesgt: Mapping[Any, Any], *, dkim: Any = None, unsubscribe: Any = No
         defaults.append(("date", _date(mesgt.get("zone"))))
     message_id = given.get("message-id")
     if message_id is None:
-        message_id = f"<{secrets.token_hex(16)}@{_message_id_domain(sender)}>"
+        message_id = f"<{os.urandom(16).hex()}@{_message_id_domain(sender)}>"
         defaults.append(("message-id", message_id))
     defaults.append(("mime-version", "1.0"))
     if "x-mailer" not in given:

@@ -28,7 +28,6 @@ structured fields, which must already be ASCII.
 from __future__ import annotations
 
 import base64
-import email.utils
 import functools
 import re
 from typing import Iterable, Union
@@ -148,6 +147,7 @@ _NOT_VCHAR = re.compile(r"[^\x21-\x7e]")  # anything but printable, non-space AS
 _NOT_TEXT = re.compile(r"[^\x20-\x7e\t]")  # anything but printable ASCII and WSP
 _WSP_RUNS = re.compile(r"([ \t]+)")
 _WORDS = re.compile(r"[ \t]*[^ \t]+")
+_ONE_LINE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")  # printable ASCII words, single spaces
 
 
 def _check_injection(where: str, value: str) -> None:
@@ -444,6 +444,7 @@ _DOMAIN_LITERAL = re.compile(r"\[[\x21-\x5a\x5e-\x7e]*\]")
 _DOT_ATOM_TEXT = rf"{_ATEXT}(?:\.{_ATEXT})*"
 # The common mailbox, "Plain Name <local@domain>" or "local@domain" (ASCII,
 # no comments, no quotes): read without the general parser, same result.
+_BARE_ADDRESS = re.compile(rf"{_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT}")  # one ASCII addr-spec, nothing around it
 _SIMPLE_MAILBOX = re.compile(
     rf"[ \t]*(?:({_ATEXT}(?: {_ATEXT})*)[ \t]*<({_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT})>|<?({_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT})>?)[ \t]*"
 )
@@ -571,7 +572,9 @@ def _mailbox(field: str, text: str) -> tuple[str, str]:
         name, addr = simple.group(1) or "", simple.group(2) or simple.group(3)
         local, _, domain = addr.rpartition("@")
         return name, f"{local}@{_domain(field, domain)}"
-    pairs = email.utils.getaddresses([text])
+    from email.utils import getaddresses  # here: the simple forms above need no email package
+
+    pairs = getaddresses([text])
     if len(pairs) != 1 or not pairs[0][1] or pairs[0][1] not in text:
         # The last test catches what getaddresses glues silently ("a@b x" -> "a@bx").
         raise HeaderError(f"{field}: cannot parse address {text.strip()!r}")
@@ -594,7 +597,9 @@ def _group_name(field: str, text: str) -> str:
     # unquote it and drop comments.
     if not text.strip(" \t"):
         raise HeaderError(f"{field}: a group needs a name")
-    pairs = email.utils.getaddresses([f"{text} <group@invalid>"])
+    from email.utils import getaddresses
+
+    pairs = getaddresses([f"{text} <group@invalid>"])
     if len(pairs) != 1 or pairs[0][1] != "group@invalid" or not pairs[0][0]:
         raise HeaderError(f"{field}: invalid group name {text.strip()!r}")
     return pairs[0][0]
@@ -645,7 +650,15 @@ def addresses(value: str) -> list[str]:
     if not isinstance(value, str):
         raise TypeError(f"address list must be str, got {type(value).__name__}")
     _check_injection("address list", value)
-    return [addr for _, mailboxes in _parse_addresses("address list", value) for _, addr in mailboxes]
+    if _BARE_ADDRESS.fullmatch(value):
+        return [value]  # what the parser below gives for one ASCII local@domain
+    return list(_envelope_addresses(value))
+
+
+@functools.lru_cache(maxsize=1024)
+def _envelope_addresses(value: str) -> tuple[str, ...]:
+    # Cached: a bulk send parses the same From for every message.
+    return tuple(addr for _, mailboxes in _parse_addresses("address list", value) for _, addr in mailboxes)
 
 
 # ---------------------------------------------------------------- structured
@@ -803,6 +816,17 @@ def _format_header(name: str, value: Union[str, int]) -> bytes:
     if len(field) + 1 > HARD_LIMIT:
         raise HeaderError(f"header name {name[:40]!r}... is too long for a {HARD_LIMIT}-octet line")
     key = field.lower()
+    if len(field) + 2 + len(text) <= SOFT_LIMIT and (
+            _BARE_ADDRESS.fullmatch(text) if key in _ADDRESS_FIELDS
+            else key not in _PARAM_FIELDS and _ONE_LINE.fullmatch(text) and "=?" not in text):
+        # What the folder below gives such a value (a Subject, a Message-ID,
+        # a To of one bare address): one line as it is (tests/test_headers.py compares the two on random values).
+        return f"{field}: {text}\r\n".encode("ascii")
+    return _folded(field, key, text)
+
+
+def _folded(field: str, key: str, text: str) -> bytes:
+    """The field laid out by :class:`_Folder`, as its kind (``key``, lower case) asks."""
     items: list[Item]
     if key in _ADDRESS_FIELDS:
         items = _address_items(field, text)

@@ -6,7 +6,6 @@ they mix freely with hand-written LuaSocket-style tables.
 """
 from __future__ import annotations
 
-import mimetypes
 import os
 import re
 from typing import Any, BinaryIO, TypedDict, Union
@@ -37,6 +36,8 @@ class Part(TypedDict, total=False):
 
 def _guess_type(filename: str | None) -> str:
     if filename:
+        import mimetypes  # here: it pulls in urllib.parse, and reads its tables on first use anyway
+
         guessed, encoding = mimetypes.guess_type(filename, strict=False)
         if guessed and not encoding:
             return guessed

@@ -21,8 +21,6 @@ whole EHLO text (spec 5.4 item 8); we match whole keywords of the AUTH line.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 from typing import Iterable
 
 from .errors import LocalProtocolError
@@ -76,6 +74,9 @@ def login(challenge: bytes, user: str, password: str, step: int) -> bytes:
 
 def cram_md5(challenge: bytes, user: str, password: str) -> bytes:
     """RFC 2195: ``user SP hex(HMAC-MD5(password, challenge))``."""
+    import hashlib  # here: OpenSSL's hash table costs milliseconds to load; only CRAM-MD5 needs it
+    import hmac
+
     digest = hmac.new(_utf8(password, "password"), challenge, hashlib.md5).hexdigest()
     return _utf8(user, "user") + b" " + digest.encode("ascii")
 

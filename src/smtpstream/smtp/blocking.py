@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import select
 import socket
-import ssl
+import sys
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Iterable, overload
@@ -308,6 +308,8 @@ class Session:
                 pass
 
     def _start_tls(self, timeout: float, phase: str) -> None:
+        import ssl  # here: a session that never uses TLS never pays for importing it
+
         context = self.settings.ssl_context or ssl.create_default_context()
         self._sock.settimeout(timeout)
         try:
@@ -349,7 +351,7 @@ class Session:
             buffers = action.buffers
             if len(buffers) == 1:
                 sock.sendall(buffers[0])
-            elif not isinstance(sock, ssl.SSLSocket) and hasattr(sock, "sendmsg"):
+            elif not _is_tls(sock) and hasattr(sock, "sendmsg"):
                 _send_vector(sock, buffers)  # one syscall, no copy
             elif sum(map(len, buffers)) <= JOIN_LIMIT:
                 sock.sendall(b"".join(buffers))
@@ -380,7 +382,7 @@ class Session:
 
     def _readable(self) -> bool:
         sock = self._sock
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        if _is_tls(sock) and sock.pending():
             return True
         if hasattr(select, "poll"):
             if self._poller is None:
@@ -388,6 +390,11 @@ class Session:
                 self._poller.register(sock.fileno(), select.POLLIN)
             return bool(self._poller.poll(0))
         return bool(select.select([sock], [], [], 0)[0])  # pragma: no cover - no poll() here
+
+
+def _is_tls(sock: Any) -> bool:
+    ssl = sys.modules.get("ssl")  # not imported yet: no socket can be a TLS one
+    return ssl is not None and isinstance(sock, ssl.SSLSocket)
 
 
 def _send_vector(sock: socket.socket, buffers) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
+import sys
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Generator, Iterable, Iterator
@@ -71,7 +71,24 @@ from .reply import Reply
 
 __all__ = ["Client", "Write", "Read", "Poll", "UpgradeTLS", "Fetch", "LATER"]
 
-log = logging.getLogger("smtpstream.smtp")
+
+
+_logger: Any = None
+
+
+def _debug(text: str, *args: Any) -> None:
+    """``logging.getLogger("smtpstream.smtp").debug(...)``, without importing logging.
+
+    A process that has not imported logging has configured no handler; once
+    it has, the logger decides as usual. Saves the import (about 10 ms).
+    """
+    global _logger
+    if _logger is None:
+        logging = sys.modules.get("logging")
+        if logging is None:
+            return
+        _logger = logging.getLogger("smtpstream.smtp")
+    _logger.debug(text, *args)
 
 _PHASE_OF: dict[Verb, str] = {
     Verb.GREETING: "greeting",
@@ -375,7 +392,7 @@ class Client:
             self._broken = True
             phase = _PHASE_OF[event.pending[0].verb] if event.pending else self._phase
             raise SMTPServerDisconnected("the server closed the connection", phase=phase)
-        log.debug("S: %s", event)
+        _debug("S: %s", event)
         if event.code == 421 and (event.command is None or event.command.verb is not Verb.QUIT):
             self._broken = True
             phase = _PHASE_OF[event.command.verb] if event.command is not None else self._phase
@@ -425,7 +442,7 @@ class Client:
         self.conn.send(command)
         if tx is not None:
             self._own(tx)
-        log.debug("C: %r", command)  # AUTH payloads are hidden by the commands' repr
+        _debug("C: %r", command)  # AUTH payloads are hidden by the commands' repr
 
     def _exchange(self, command: Command, tx: _Transaction | None = None) -> Gen:
         self._send(command, tx)
@@ -1015,7 +1032,7 @@ class Client:
             yield from self._drain()
             return (yield from self._exchange(Quit()))
         except SMTPError as exc:
-            log.debug("QUIT failed (ignored): %s", exc)
+            _debug("QUIT failed (ignored): %s", exc)
             self._broken = True
             return None
 

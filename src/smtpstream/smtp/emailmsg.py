@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import copy
 import io
+import os
 import re
-import secrets
 import sys
 from typing import Any, Iterator
 
@@ -127,7 +127,7 @@ def _walk(part: Any, policy: Any) -> Iterator[bytes]:
         # part contains it: 128 random bits make that check needless. Set on a
         # copy: the caller's part is left as it was.
         part = copy.copy(part)
-        boundary = "=_" + secrets.token_hex(16)
+        boundary = "=_" + os.urandom(16).hex()
         part.set_boundary(boundary)
     yield b"".join(policy.fold_binary(name, value) for name, value in part.raw_items()) + b"\r\n"
     mangle = bool(policy.mangle_from_)
