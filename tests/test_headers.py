@@ -675,16 +675,24 @@ def test_one_line_values_are_what_the_folder_writes(name, text):
 
 
 _ATOMS = st.text(st.sampled_from("abcXYZ09.-_+=?'"), min_size=0, max_size=12)
+_NAME = st.text(st.sampled_from("abcXYZ09.-_+=?' \t\"<>@,()\u00fc"), min_size=0, max_size=14)
+_ADDRESS = st.tuples(_ATOMS, st.sampled_from(["@", "@@", ""]), _ATOMS).map("".join)
 
 
 @settings(max_examples=500)
 @given(name=st.sampled_from(["To", "From", "Cc", "Reply-To"]),
-       text=st.one_of(st.tuples(_ATOMS, st.sampled_from(["@", "@@", ""]), _ATOMS).map("".join),
+       text=st.one_of(_ADDRESS,
+                      st.tuples(_NAME, st.sampled_from([" <", "<", "  <"]), _ADDRESS, st.sampled_from([">", ""])
+                                ).map("".join),
                       st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=40)))
 @example(name="To", text="user1@example.com")
+@example(name="To", text="User 1 <user1@example.com>")
+@example(name="To", text="a =?b <c@d>")
+@example(name="To", text="a  b <c@d>")
+@example(name="To", text="a\tb <c@d>")
 @example(name="To", text="a.b@c")
 @example(name="To", text="a..b@c")
-def test_one_bare_address_is_what_the_parser_and_folder_write(name, text):
+def test_one_plain_mailbox_is_what_the_parser_and_folder_write(name, text):
     from smtpstream.message import headers
 
     def outcome(call):

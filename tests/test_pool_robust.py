@@ -99,6 +99,22 @@ class BothPools:
     def run(self, call):
         return asyncio.run(call) if self.kind == "async" else call
 
+    def test_an_on_result_that_raises_stops_the_batch_and_is_raised_at_the_end(self):
+        handler, seen = RelayHandler(), []
+
+        def on_result(result):
+            seen.append(result)
+            if len(seen) == 3:
+                raise LookupError("the caller's own bug")
+
+        with running(handler) as port:
+            with pytest.raises(LookupError, match="caller's own bug"):
+                self.run(self.pool(port, connections=2).send_many(messages(200), on_result=on_result))
+        stored = sorted(int(m.split(b"Subject: ")[1].split(b"\r\n")[0]) for m in (e.content for e in handler.box))
+        assert 3 <= len(stored) < 200  # stopped early...
+        # ...and every message the server holds was reported as sent, once
+        assert sorted(r.index for r in seen if r.ok) == stored and len({r.index for r in seen}) == len(seen)
+
     # ---- deferrals stay where they belong
 
     def test_a_greylisted_recipient_defers_only_itself(self):

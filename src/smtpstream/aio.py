@@ -42,6 +42,8 @@ JOIN_LIMIT = 1 << 18
 #: Bytes received and not yet taken by the dialogue above which reading pauses
 #: (a server flooding us while we upload must not grow the buffer).
 READ_HIGH_WATER = 1 << 16
+#: Bytes the transport reads at a time into a connection's buffer.
+_READ_SIZE = 1 << 16
 
 
 async def send(mailt: SendFields | Mapping[str, Any] | None = None, /, **fields: Unpack[SendFields]) -> SendResult:
@@ -81,8 +83,9 @@ def job_taker(batch: Batch, messages: Any):
 
 class ResultHandler:
     """``on_result`` for a :class:`Batch` on the event loop: the batch files results
-    synchronously; each is handed to ``on_result`` in order by a task of its own, and
-    awaited when ``on_result`` returns an awaitable (a coroutine function). If it
+    synchronously and each is handed to ``on_result`` in order. A plain function
+    is called at once; an awaitable it returns (a coroutine function's) is awaited
+    by a task of its own, the results after it waiting their turn. If ``on_result``
     raises, the batch stops and the exception is raised once all is reported.
     :meth:`close` waits until every result so far has been handled."""
 
@@ -91,18 +94,32 @@ class ResultHandler:
             raise TypeError(f"on_result must be callable, got {type(on_result).__name__}")
         self.batch: Batch | None = None
         self._on_result = on_result
-        self._queue: deque[BulkResult] = deque()
+        #: Results waiting for an awaited outcome, and that outcome first.
+        self._queue: deque[Any] = deque()
         self._ready: asyncio.Event | None = None
         self._task: asyncio.Future | None = None
         self._closing = False
         self.callback = None if on_result is None else self._push
 
     def _push(self, result: BulkResult) -> None:
+        if self._task is None:  # nothing awaited: no task, no wake-up of the loop
+            self._call(result)
+            return
         self._queue.append(result)
-        if self._task is None:
-            self._ready = asyncio.Event()
-            self._task = asyncio.ensure_future(self._deliver())
         self._ready.set()
+
+    def _call(self, result: BulkResult) -> None:
+        try:
+            outcome = self._on_result(result)
+        except Exception as exc:  # the caller's code: stop the batch, raise it at the end
+            self.batch.stop(exc)
+            return
+        if inspect.isawaitable(outcome):
+            self._queue.append(outcome)
+            if self._task is None:
+                self._ready = asyncio.Event()
+                self._task = asyncio.ensure_future(self._deliver())
+            self._ready.set()
 
     async def _deliver(self) -> None:
         ready = self._ready
@@ -110,9 +127,12 @@ class ResultHandler:
             await ready.wait()
             ready.clear()
             while self._queue:
-                result = self._queue.popleft()
+                item = self._queue.popleft()
                 try:
-                    outcome = self._on_result(result)
+                    if inspect.isawaitable(item):
+                        await item
+                        continue
+                    outcome = self._on_result(item)
                     if inspect.isawaitable(outcome):
                         await outcome
                 except Exception as exc:  # the caller's code: stop the batch, raise it at the end
@@ -130,11 +150,20 @@ class ResultHandler:
         self._closing = False
 
 
-class _Link(asyncio.Protocol):
-    """Bytes received, end of stream and write flow control for one connection."""
+class _Link(asyncio.BufferedProtocol):
+    """Bytes received, end of stream and write flow control for one connection.
+
+    A buffered protocol: the transport reads into one buffer of ours
+    (``recv_into``), where a plain protocol's ``recv`` would allocate 256 KiB per
+    read, a fresh mapping for each reply of a bulk send.
+    """
 
     def __init__(self) -> None:
         self.buffer = bytearray()
+        self._landing = memoryview(bytearray(_READ_SIZE))
+        # Made by the loop's create_connection. Kept: asyncio.get_running_loop()
+        # costs a getpid() system call on 3.11, and a bulk send waits once per message.
+        self.loop = asyncio.get_running_loop()
         self.eof = False
         self.error: BaseException | None = None
         self.waiter: asyncio.Future | None = None
@@ -154,7 +183,13 @@ class _Link(asyncio.Protocol):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._landing
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._landing[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         self.buffer += data
         if len(self.buffer) > READ_HIGH_WATER and not self.reading_paused:
             self.reading_paused = True
@@ -205,7 +240,7 @@ class _Link(asyncio.Protocol):
         A timer on the future rather than ``asyncio.wait_for``, which costs a
         task per call: a bulk send reads once per message.
         """
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         future = loop.create_future()
         setattr(self, slot, future)
         timer = loop.call_later(timeout, _expire, future)
@@ -497,7 +532,7 @@ class Session:
                     await link.drain(action.timeout)
             return None
         if kind is Read:
-            now = asyncio.get_running_loop().time()
+            now = link.loop.time()
             if not action.more:
                 self._deadline = now + action.timeout
             if link.buffer:

@@ -354,10 +354,13 @@ class Journal:
                 " attempts = attempts + ?, first_deferred = ?, next_attempt = ?, time = ?"
                 " WHERE seq = ? AND address = ?", recipients)
             # next_attempt matters for deferred messages only (due(), next_due(), the index)
-            db.executemany("UPDATE messages SET state = ?, updated = ?, next_attempt = NULL WHERE seq = ?", settled)
-            db.executemany("UPDATE messages SET state = 'deferred', updated = ?, next_attempt = (SELECT"
-                           " min(next_attempt) FROM recipients WHERE seq = ? AND state = 'deferred') WHERE seq = ?",
-                           deferred)
+            if settled:
+                db.executemany("UPDATE messages SET state = ?, updated = ?, next_attempt = NULL WHERE seq = ?",
+                               settled)
+            if deferred:
+                db.executemany("UPDATE messages SET state = 'deferred', updated = ?, next_attempt = (SELECT"
+                               " min(next_attempt) FROM recipients WHERE seq = ? AND state = 'deferred')"
+                               " WHERE seq = ?", deferred)
             if also is not None:
                 db.execute(*also)
             db.execute("COMMIT")

@@ -12,6 +12,7 @@ import hashlib
 import html as html_lib
 import json
 import os
+import re
 import string
 from collections.abc import Sequence
 from typing import Any
@@ -63,8 +64,11 @@ def message_id_for(campaign_id: str, key: str, domain: str) -> str:
     return f"<{digest}.{campaign_id[:8]}@{domain}>"
 
 
+_UNQUOTED_NAME = re.compile(r"[\w !#$%&'*+\-/=?^`{|}~]*")  # \w: what str.isalnum() takes, and "_"
+
+
 def _quote_name(name: str) -> str:
-    if all(c.isalnum() or c in " !#$%&'*+-/=?^_`{|}~" for c in name):
+    if _UNQUOTED_NAME.fullmatch(name):
         return name
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

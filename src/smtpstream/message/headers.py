@@ -445,6 +445,9 @@ _DOT_ATOM_TEXT = rf"{_ATEXT}(?:\.{_ATEXT})*"
 # The common mailbox, "Plain Name <local@domain>" or "local@domain" (ASCII,
 # no comments, no quotes): read without the general parser, same result.
 _BARE_ADDRESS = re.compile(rf"{_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT}")  # one ASCII addr-spec, nothing around it
+# One mailbox as a header writes it unchanged: "Plain Name <local@domain>"
+# (atoms and single spaces; "=?" excluded: the folder encodes such a name), or a bare addr-spec.
+_ONE_LINE_MAILBOX = re.compile(rf"(?:{_ATEXT}(?: {_ATEXT})* <{_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT}>|{_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT})")
 _SIMPLE_MAILBOX = re.compile(
     rf"[ \t]*(?:({_ATEXT}(?: {_ATEXT})*)[ \t]*<({_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT})>|<?({_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT})>?)[ \t]*"
 )
@@ -817,10 +820,10 @@ def _format_header(name: str, value: Union[str, int]) -> bytes:
         raise HeaderError(f"header name {name[:40]!r}... is too long for a {HARD_LIMIT}-octet line")
     key = field.lower()
     if len(field) + 2 + len(text) <= SOFT_LIMIT and (
-            _BARE_ADDRESS.fullmatch(text) if key in _ADDRESS_FIELDS
-            else key not in _PARAM_FIELDS and _ONE_LINE.fullmatch(text) and "=?" not in text):
+            _ONE_LINE_MAILBOX.fullmatch(text) if key in _ADDRESS_FIELDS
+            else key not in _PARAM_FIELDS and _ONE_LINE.fullmatch(text)) and "=?" not in text:
         # What the folder below gives such a value (a Subject, a Message-ID,
-        # a To of one bare address): one line as it is (tests/test_headers.py compares the two on random values).
+        # a To of one plain mailbox): one line as it is (tests/test_headers.py compares the two on random values).
         return f"{field}: {text}\r\n".encode("ascii")
     return _folded(field, key, text)
 
