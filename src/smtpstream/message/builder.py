@@ -23,6 +23,7 @@ import functools
 import os
 import re
 import socket
+import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
@@ -526,20 +527,35 @@ def _date(zone: Any) -> str:
     LuaSocket prints UTC time followed by the zone, which is wrong for any zone
     but -0000/+0000 (spec 5.3 item 4, fix): here the time is converted to it.
     ``-0000`` is UTC with no claim about the local zone (RFC 5322 3.3).
+    The text of the last second and zone is kept: a bulk job writes the same
+    Date for every message of a second.
     """
+    global _last_date
     if zone is None:
         zone = lookup("ZONE")
-    now = datetime.now(timezone.utc)
+    second = int(time.time())
+    key = (second, zone)
+    last = _last_date
+    if last[0] == key:
+        return last[1]
+    now = datetime.fromtimestamp(second, timezone.utc)
     if zone is None:
-        return _rfc5322_date(now.astimezone())
-    match = _ZONE.fullmatch(zone) if isinstance(zone, str) else None
-    if match is None:
-        raise MessageError(f"message: zone must be +hhmm or -hhmm (RFC 5322 3.3), got {zone!r}")
-    if zone == "-0000":
-        return _rfc5322_date(now, "-0000")
-    sign = 1 if match[1] == "+" else -1
-    offset = timedelta(hours=int(match[2]), minutes=int(match[3]))
-    return _rfc5322_date(now.astimezone(timezone(sign * offset)))
+        text = _rfc5322_date(now.astimezone())
+    else:
+        match = _ZONE.fullmatch(zone) if isinstance(zone, str) else None
+        if match is None:
+            raise MessageError(f"message: zone must be +hhmm or -hhmm (RFC 5322 3.3), got {zone!r}")
+        if zone == "-0000":
+            text = _rfc5322_date(now, "-0000")
+        else:
+            sign = 1 if match[1] == "+" else -1
+            offset = timedelta(hours=int(match[2]), minutes=int(match[3]))
+            text = _rfc5322_date(now.astimezone(timezone(sign * offset)))
+    _last_date = (key, text)  # one reference swapped: threads read a matching pair
+    return text
+
+
+_last_date: tuple[Any, str] = (None, "")
 
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
