@@ -14,7 +14,6 @@ package, imported when a signer is made (``pip install smtpstream[dkim]``).
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import re
 import time
@@ -52,26 +51,59 @@ class DKIMError(ValueError):
     """A signer cannot be made from these settings (the message says why)."""
 
 
+def _sha256():
+    """A SHA-256 object's ``update`` and ``digest``, from ``cryptography``'s OpenSSL when it is there.
+
+    Signing loads that OpenSSL anyway; ``hashlib`` would map the system's
+    libcrypto as well, a second copy (about 4 MiB resident, and its import).
+    """
+    try:
+        from cryptography.hazmat.primitives import hashes
+    except ImportError:  # body_hash() alone, without the dkim extra
+        import hashlib
+
+        digest = hashlib.sha256()
+        return digest.update, digest.digest
+    context = hashes.Hash(hashes.SHA256())
+    return context.update, context.finalize
+
+
+def _content_span(chunk: bytes) -> tuple[int, int]:
+    """Where the content of a clean chunk starts (just past its first content
+    byte) and ends (before its trailing line breaks), without copying it."""
+    n = len(chunk)
+    start = 0
+    while start < n and chunk[start] in b"\r\n":
+        start += 1
+    end = n
+    while end > start and chunk[end - 1] in b"\r\n":
+        end -= 1
+    return start + 1, end
+
+
 def body_hash(chunks: Iterable[bytes], mode: str = "relaxed") -> bytes:
     """SHA-256 of the canonical body (``mode`` "relaxed" or "simple").
 
     The chunks are the body as the message gives it; line breaks are made
     CRLF first, as the transport does. A chunk marked
     :class:`~smtpstream.filters.CleanLines` (base64 lines: CRLF breaks, no
-    white space, no other CR or LF) is its own canonical form but for the
-    line breaks around it: up to its first content byte it goes through the
-    canonicaliser (which writes what it holds), then straight to the hash up
-    to its last content byte, and its trailing breaks through the
-    canonicaliser again (they may end the body).
+    other CR or LF) that keeps its promise, and has no SP or TAB for
+    "relaxed", is its own canonical form but for the line breaks around it:
+    up to its first content byte it goes through the canonicaliser (which
+    writes what it holds), then straight to the hash up to its last content
+    byte, and its trailing breaks through the canonicaliser again (they may
+    end the body). So a base64 attachment costs the hash and three cheap
+    scans (memchr), never a canonicalising copy.
     """
-    digest = hashlib.sha256()
+    update, digest = _sha256()
     canon = filters.BodyCanonicalizer(mode)
     normalizer = filters.EOLNormalizer()
-    update = digest.update
+    relaxed = mode == "relaxed"
+    clean_type = filters.CleanLines
     for chunk in chunks:
-        if type(chunk) is filters.CleanLines and not normalizer.state:
-            start = len(chunk) - len(chunk.lstrip(b"\r\n")) + 1  # to the first content byte
-            end = len(chunk.rstrip(b"\r\n"))
+        if (type(chunk) is clean_type and not normalizer.state and chunk.holds()
+                and not (relaxed and (b" " in chunk or b"\t" in chunk))):
+            start, end = _content_span(chunk)
             if end >= start:
                 view = memoryview(chunk)
                 update(canon(view[:start]))
@@ -82,7 +114,7 @@ def body_hash(chunks: Iterable[bytes], mode: str = "relaxed") -> bytes:
             chunk = normalizer(chunk)
         update(canon(chunk))
     update(canon(None))
-    return digest.digest()
+    return digest()
 
 
 def _domain(value: Any, what: str) -> str:
@@ -141,7 +173,10 @@ def _load_key(private_key: Any, algorithm: str):
     if not isinstance(private_key, (bytes, bytearray, memoryview)):
         raise DKIMError(f"private_key must be PEM bytes or a path, got {type(private_key).__name__}")
     try:
-        key = serialization.load_pem_private_key(bytes(private_key), password=None)
+        # OpenSSL's RSA key check tests p and q for primality: 40 ms a process,
+        # a fifth of a 64 MiB send. A key that signs is checked below instead.
+        key = serialization.load_pem_private_key(bytes(private_key), password=None,
+                                                 unsafe_skip_rsa_key_validation=True)
     except (ValueError, TypeError) as exc:
         raise DKIMError(f"the private key does not parse as an unencrypted PEM key: {exc}") from None
     except Exception as exc:  # cryptography's UnsupportedAlgorithm
@@ -158,27 +193,58 @@ def _load_key(private_key: Any, algorithm: str):
                 UserWarning,
                 stacklevel=4,
             )
+        _self_test(key)
     elif not isinstance(key, ed25519.Ed25519PrivateKey):
         raise DKIMError(f"ed25519-sha256 needs an Ed25519 key, got {type(key).__name__}")
     return key
 
 
-def _fields(head: bytes) -> list[tuple[str, bytes]]:
-    """The header fields of ``head`` (ending with the empty line): (lower-case name, whole field with its CRLF)."""
+def _self_test(key) -> None:
+    """One signature made and verified with the key's own public half: an RSA key
+    whose numbers do not agree (unchecked when loaded) is refused here."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    data = b"smtpstream DKIM key self-test"
+    try:
+        key.public_key().verify(key.sign(data, padding.PKCS1v15(), hashes.SHA256()), data,
+                                padding.PKCS1v15(), hashes.SHA256())
+    except (InvalidSignature, ValueError) as exc:
+        raise DKIMError(f"the RSA private key is inconsistent: its signatures do not verify ({exc})") from None
+
+
+def _fields(head: bytes, relaxed: bool) -> dict[bytes, list[bytes]]:
+    """The header fields of ``head`` (ending with the empty line) by lower-case name, in
+    order, each with its CRLF: as they are, or in relaxed form (RFC 6376 3.4.2)."""
     text = head[:-2] if head.endswith(b"\r\n\r\n") else head
-    out = []
+    by_name: dict[bytes, list[bytes]] = {}
+    if relaxed:
+        # The whole head at once (a few C passes, not a regex per field):
+        # unfolded, so that each field is one line, and white space runs as one SP.
+        text = text.replace(b"\r\n ", b" ").replace(b"\r\n\t", b"\t")
+        if b"\t" in text or b"  " in text:
+            text = _WSP_RUN.sub(b" ", text)
+        for line in text.split(b"\r\n"):
+            if line:
+                name, _, value = line.partition(b":")
+                name = name.strip(b" ").lower()
+                by_name.setdefault(name, []).append(name + b":" + value.strip(b" ") + CRLF)
+        return by_name
     for field in _FIELD_START.split(text.removesuffix(CRLF)):
         if field:
-            name = field.split(b":", 1)[0].strip().decode("ascii", "replace").lower()
-            out.append((name, field + CRLF))
-    return out
+            name = field.partition(b":")[0].strip().lower()
+            by_name.setdefault(name, []).append(field + CRLF)
+    return by_name
 
 
 def _relaxed_field(field: bytes) -> bytes:
     """RFC 6376 3.4.2: lower-case name, unfolded, white space runs as one SP, trimmed."""
     name, _, value = field.partition(b":")
-    value = _WSP_RUN.sub(b" ", value.replace(b"\r\n", b"")).strip(b" \t")
-    return name.strip(b" \t").lower() + b":" + value + CRLF
+    value = value.replace(b"\r\n", b"")
+    if b"\t" in value or b"  " in value:  # most values have single spaces only: no regex for them
+        value = _WSP_RUN.sub(b" ", value)
+    return name.strip(b" \t").lower() + b":" + value.strip(b" \t") + CRLF
 
 
 def _fold_tags(name: str, tags: list[str]) -> bytes:
@@ -231,10 +297,26 @@ class Signer:
         self.expire = _expiry(expire)
         self._key = _load_key(private_key, algorithm)
         self._sig_len = 4 * ((self._signature_bytes() + 2) // 3)
+        self._names = tuple(name.encode("ascii") for name in self.headers)
+        self._folded: dict[tuple[bytes, ...], bytes] = {}  # see _tags()
 
     def __repr__(self) -> str:
         return (f"Signer(domain={self.domain!r}, selector={self.selector!r}, algorithm={self.algorithm!r}, "
                 f"canonicalization='{self.header_mode}/{self.body_mode}')")
+
+    def _tags(self, signed: tuple[bytes, ...]) -> bytes:
+        """``DKIM-Signature: v=1; a=...; d=...; s=...; h=...;`` folded, for these signed
+        names: the same for every message with the same fields, so folded once."""
+        folded = self._folded.get(signed)
+        if folded is None:
+            if len(self._folded) >= 64:  # heads of many shapes: keep the table small
+                self._folded.clear()
+            tags = [
+                "v=1", f"a={self.algorithm}", f"c={self.header_mode}/{self.body_mode}",
+                f"d={self.domain}", f"s={self.selector}", "h=" + b":".join(signed).decode("ascii"),
+            ]
+            folded = self._folded[signed] = _fold_tags("DKIM-Signature", tags)
+        return folded
 
     def _signature_bytes(self) -> int:
         return self._key.key_size // 8 if self.algorithm == "rsa-sha256" else 64
@@ -267,47 +349,39 @@ class Signer:
             from cryptography.hazmat.primitives.asymmetric import padding
 
             return self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-        return self._key.sign(hashlib.sha256(data).digest())  # RFC 8463 3: PureEdDSA over the hash
+        update, digest = _sha256()
+        update(data)
+        return self._key.sign(digest())  # RFC 8463 3: PureEdDSA over the hash
 
 
 class PreparedSignature:
     """One message's signature in the making: the header's length is known before the body is read."""
 
+    __slots__ = ("signer", "_signed_fields", "_head", "size")
+
     def __init__(self, signer: Signer, head: bytes, timestamp: int) -> None:
         self.signer = signer
-        fields = _fields(head)
-        present = [name for name, _ in fields]
-        signed = [n for n in signer.headers for _ in range(present.count(n))]
-        signed.append("from")  # once more than there are: no From may be added (RFC 6376 8.15)
-        # RFC 6376 5.4.2: several fields of one name are taken from the bottom up.
-        by_name: dict[str, list[bytes]] = {}
-        for name, field in fields:
-            by_name.setdefault(name, []).append(field)
-        chosen = []
-        for name in signed:
+        by_name = _fields(head, signer.header_mode == "relaxed")
+        signed: list[bytes] = []
+        chosen: list[bytes] = []
+        for name in signer._names:
             stack = by_name.get(name)
             if stack:
-                chosen.append(stack.pop())
-        if signer.header_mode == "relaxed":
-            chosen = [_relaxed_field(f) for f in chosen]
+                signed.extend([name] * len(stack))
+                chosen.extend(reversed(stack))  # RFC 6376 5.4.2: several fields of one name, bottom up
+        signed.append(b"from")  # once more than there are: no From may be added (RFC 6376 8.15)
         self._signed_fields = b"".join(chosen)
-        tags = [
-            "v=1", f"a={signer.algorithm}", f"c={signer.header_mode}/{signer.body_mode}",
-            f"d={signer.domain}", f"s={signer.selector}", f"t={timestamp}",
-        ]
+        times = b"t=%d;" % timestamp
         if signer.expire is not None:
-            tags.append(f"x={timestamp + signer.expire}")
-        tags.append("h=" + ":".join(signed))
-        self._prefix = _fold_tags("DKIM-Signature", tags)
-        bh_len = 44  # base64 of a SHA-256 digest
+            times += b" x=%d;" % (timestamp + signer.expire)
+        self._head = signer._tags(tuple(signed)) + b"\r\n " + times
         sig_lines = -(-signer._sig_len // _SIG_WIDTH)
-        # prefix CRLF " bh=" + 44 + ";" CRLF " b=" + signature folded in lines, CRLF
-        self.size = (len(self._prefix) + 2 + 4 + bh_len + 1 + 2 + 3
-                     + signer._sig_len + 3 * (sig_lines - 1) + 2)
+        # head CRLF " bh=" + 44 (base64 of a SHA-256) + ";" CRLF " b=" + the signature folded, CRLF
+        self.size = len(self._head) + 2 + 4 + 44 + 1 + 2 + 3 + signer._sig_len + 3 * (sig_lines - 1) + 2
 
     def finish(self, bh: bytes) -> bytes:
         """The complete ``DKIM-Signature`` field (with its CRLF) for this body hash."""
-        unsigned = self._prefix + b"\r\n bh=" + base64.b64encode(bh) + b";\r\n b="
+        unsigned = self._head + b"\r\n bh=" + base64.b64encode(bh) + b";\r\n b="
         if self.signer.header_mode == "relaxed":
             own = _relaxed_field(unsigned)[:-2]
         else:

@@ -172,6 +172,10 @@ class _SharedRoot:
     def seven_bit(self) -> bool:
         return self.shared.node.seven_bit
 
+    @property
+    def short_lines(self) -> bool:
+        return self.shared.node.short_lines  # our own head is folded like any other
+
 
 class MessageSource:
     """The message as a source: iterate it for its chunks (once).
