@@ -199,6 +199,34 @@ def test_body_hash_takes_clean_base64_lines_as_they_are():
     assert body_hash([b"x\r", lines, b"\n"]) == body_hash([b"x\r" + bytes(lines) + b"\n"])
 
 
+def reference_dkim_canonical(data: bytes) -> bool:
+    i = 0
+    while i < len(data):
+        if data[i] < 0x2B:  # below "+": only a CRLF pair may be there
+            if data[i:i + 2] != b"\r\n":
+                return False
+            i += 1
+        i += 1
+    return True
+
+
+pieces = st.sampled_from([b"QUJDREVGR0g=", b"+/09", b"\r\n", b"\r", b"\n", b" ", b"\t", b"!", b"*", b".",
+                          b"\x00", b"\x80\xff", b"-", b"x" * 20])
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.lists(pieces, max_size=40).map(b"".join))
+def test_dkim_canonical_in_both_twins_and_what_it_promises(filters_impl, data):
+    ok = filters_impl.dkim_canonical(data)
+    assert ok == reference_dkim_canonical(data)
+    if ok and data.strip(b"\r\n"):
+        # what it promises: both canonicalisations change nothing but the trailing line breaks
+        body = data.rstrip(b"\r\n") + b"\r\n"
+        assert Relaxed.canonicalize_body(data + b"\r\n") == Simple.canonicalize_body(data + b"\r\n") == body
+    with pytest.raises(TypeError):
+        filters_impl.dkim_canonical(bytearray(data))
+
+
 # ------------------------------------------------------------------ bad settings
 
 

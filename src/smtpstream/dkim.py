@@ -14,6 +14,7 @@ package, imported when a signer is made (``pip install smtpstream[dkim]``).
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import re
 import time
@@ -51,23 +52,6 @@ class DKIMError(ValueError):
     """A signer cannot be made from these settings (the message says why)."""
 
 
-def _sha256():
-    """A SHA-256 object's ``update`` and ``digest``, from ``cryptography``'s OpenSSL when it is there.
-
-    Signing loads that OpenSSL anyway; ``hashlib`` would map the system's
-    libcrypto as well, a second copy (about 4 MiB resident, and its import).
-    """
-    try:
-        from cryptography.hazmat.primitives import hashes
-    except ImportError:  # body_hash() alone, without the dkim extra
-        import hashlib
-
-        digest = hashlib.sha256()
-        return digest.update, digest.digest
-    context = hashes.Hash(hashes.SHA256())
-    return context.update, context.finalize
-
-
 def _content_span(chunk: bytes) -> tuple[int, int]:
     """Where the content of a clean chunk starts (just past its first content
     byte) and ends (before its trailing line breaks), without copying it."""
@@ -85,24 +69,22 @@ def body_hash(chunks: Iterable[bytes], mode: str = "relaxed") -> bytes:
     """SHA-256 of the canonical body (``mode`` "relaxed" or "simple").
 
     The chunks are the body as the message gives it; line breaks are made
-    CRLF first, as the transport does. A chunk marked
-    :class:`~smtpstream.filters.CleanLines` (base64 lines: CRLF breaks, no
-    other CR or LF) that keeps its promise, and has no SP or TAB for
-    "relaxed", is its own canonical form but for the line breaks around it:
-    up to its first content byte it goes through the canonicaliser (which
-    writes what it holds), then straight to the hash up to its last content
-    byte, and its trailing breaks through the canonicaliser again (they may
-    end the body). So a base64 attachment costs the hash and three cheap
-    scans (memchr), never a canonicalising copy.
+    CRLF first, as the transport does. A chunk that is canonical already
+    (:func:`~smtpstream.filters.dkim_canonical`: no byte below ``+`` outside
+    CRLF pairs, as base64 lines and boundary lines are) needs the
+    canonicaliser only for the line breaks around it: up to its first content
+    byte it goes through the canonicaliser (which writes what it holds), then
+    straight to the hash up to its last content byte, and its trailing breaks
+    through the canonicaliser again (they may end the body). So a base64
+    attachment costs one scan and the hash, never a canonicalising copy.
     """
-    update, digest = _sha256()
+    digest = hashlib.sha256()
+    update = digest.update
     canon = filters.BodyCanonicalizer(mode)
     normalizer = filters.EOLNormalizer()
-    relaxed = mode == "relaxed"
-    clean_type = filters.CleanLines
+    canonical = filters.dkim_canonical
     for chunk in chunks:
-        if (type(chunk) is clean_type and not normalizer.state and chunk.holds()
-                and not (relaxed and (b" " in chunk or b"\t" in chunk))):
+        if isinstance(chunk, bytes) and not normalizer.state and canonical(chunk):
             start, end = _content_span(chunk)
             if end >= start:
                 view = memoryview(chunk)
@@ -114,7 +96,7 @@ def body_hash(chunks: Iterable[bytes], mode: str = "relaxed") -> bytes:
             chunk = normalizer(chunk)
         update(canon(chunk))
     update(canon(None))
-    return digest()
+    return digest.digest()
 
 
 def _domain(value: Any, what: str) -> str:
@@ -349,9 +331,7 @@ class Signer:
             from cryptography.hazmat.primitives.asymmetric import padding
 
             return self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-        update, digest = _sha256()
-        update(data)
-        return self._key.sign(digest())  # RFC 8463 3: PureEdDSA over the hash
+        return self._key.sign(hashlib.sha256(data).digest())  # RFC 8463 3: PureEdDSA over the hash
 
 
 class PreparedSignature:
