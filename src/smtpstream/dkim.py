@@ -196,10 +196,10 @@ def _self_test(key) -> None:
         raise DKIMError(f"the RSA private key is inconsistent: its signatures do not verify ({exc})") from None
 
 
-def _fields(head: bytes, relaxed: bool) -> dict[bytes, list[bytes]]:
-    """The header fields of ``head`` (ending with the empty line) by lower-case name, in
-    order, each with its CRLF: as they are, or in relaxed form (RFC 6376 3.4.2)."""
-    text = head[:-2] if head.endswith(b"\r\n\r\n") else head
+def _fields(head: bytes, relaxed: bool, wanted: frozenset[bytes]) -> dict[bytes, list[bytes]]:
+    """The ``wanted`` header fields of ``head`` (ending with the empty line) by lower-case
+    name, in order, each with its CRLF: as they are, or in relaxed form (RFC 6376 3.4.2)."""
+    text = head[:-4] if head.endswith(b"\r\n\r\n") else head.removesuffix(CRLF)
     by_name: dict[bytes, list[bytes]] = {}
     if relaxed:
         # The whole head at once (a few C passes, not a regex per field):
@@ -207,16 +207,19 @@ def _fields(head: bytes, relaxed: bool) -> dict[bytes, list[bytes]]:
         text = text.replace(b"\r\n ", b" ").replace(b"\r\n\t", b"\t")
         if b"\t" in text or b"  " in text:
             text = _WSP_RUN.sub(b" ", text)
-        for line in text.split(b"\r\n"):
-            if line:
-                name, _, value = line.partition(b":")
-                name = name.strip(b" ").lower()
-                by_name.setdefault(name, []).append(name + b":" + value.strip(b" ") + CRLF)
-        return by_name
-    for field in _FIELD_START.split(text.removesuffix(CRLF)):
-        if field:
-            name = field.partition(b":")[0].strip().lower()
-            by_name.setdefault(name, []).append(field + CRLF)
+        fields = text.split(b"\r\n")
+    else:
+        fields = _FIELD_START.split(text)
+    for field in fields:
+        name, _, value = field.partition(b":")
+        name = name.strip(b" \t").lower()
+        if name in wanted:
+            field = name + b":" + value.strip(b" ") + CRLF if relaxed else field + CRLF
+            stack = by_name.get(name)
+            if stack is None:
+                by_name[name] = [field]
+            else:
+                stack.append(field)
     return by_name
 
 
@@ -280,6 +283,9 @@ class Signer:
         self._key = _load_key(private_key, algorithm)
         self._sig_len = 4 * ((self._signature_bytes() + 2) // 3)
         self._names = tuple(name.encode("ascii") for name in self.headers)
+        self._wanted = frozenset(self._names)
+        # after the head: CRLF " bh=" + 44 (base64 of a SHA-256) + ";" CRLF " b=" + the signature folded, CRLF
+        self._tail_size = 2 + 4 + 44 + 1 + 2 + 3 + self._sig_len + 3 * (-(-self._sig_len // _SIG_WIDTH) - 1) + 2
         self._folded: dict[tuple[bytes, ...], bytes] = {}  # see _tags()
 
     def __repr__(self) -> str:
@@ -341,12 +347,17 @@ class PreparedSignature:
 
     def __init__(self, signer: Signer, head: bytes, timestamp: int) -> None:
         self.signer = signer
-        by_name = _fields(head, signer.header_mode == "relaxed")
+        by_name = _fields(head, signer.header_mode == "relaxed", signer._wanted)
         signed: list[bytes] = []
         chosen: list[bytes] = []
         for name in signer._names:
             stack = by_name.get(name)
-            if stack:
+            if stack is None:
+                continue
+            if len(stack) == 1:
+                signed.append(name)
+                chosen.append(stack[0])
+            else:
                 signed.extend([name] * len(stack))
                 chosen.extend(reversed(stack))  # RFC 6376 5.4.2: several fields of one name, bottom up
         signed.append(b"from")  # once more than there are: no From may be added (RFC 6376 8.15)
@@ -355,9 +366,7 @@ class PreparedSignature:
         if signer.expire is not None:
             times += b" x=%d;" % (timestamp + signer.expire)
         self._head = signer._tags(tuple(signed)) + b"\r\n " + times
-        sig_lines = -(-signer._sig_len // _SIG_WIDTH)
-        # head CRLF " bh=" + 44 (base64 of a SHA-256) + ";" CRLF " b=" + the signature folded, CRLF
-        self.size = len(self._head) + 2 + 4 + 44 + 1 + 2 + 3 + signer._sig_len + 3 * (sig_lines - 1) + 2
+        self.size = len(self._head) + signer._tail_size
 
     def finish(self, bh: bytes) -> bytes:
         """The complete ``DKIM-Signature`` field (with its CRLF) for this body hash."""
