@@ -281,6 +281,12 @@ class Signer:
         self.headers = _header_names(headers)
         self.expire = _expiry(expire)
         self._key = _load_key(private_key, algorithm)
+        self._rsa_args = None  # padding and hash of an RSA signature, made once
+        if algorithm == "rsa-sha256":
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.asymmetric import padding
+
+            self._rsa_args = (padding.PKCS1v15(), hashes.SHA256())
         self._sig_len = 4 * ((self._signature_bytes() + 2) // 3)
         self._names = tuple(name.encode("ascii") for name in self.headers)
         self._wanted = frozenset(self._names)
@@ -332,11 +338,8 @@ class Signer:
         return body_hash(chunks, self.body_mode)
 
     def _sign(self, data: bytes) -> bytes:
-        if self.algorithm == "rsa-sha256":
-            from cryptography.hazmat.primitives import hashes
-            from cryptography.hazmat.primitives.asymmetric import padding
-
-            return self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        if self._rsa_args is not None:
+            return self._key.sign(data, *self._rsa_args)
         return self._key.sign(hashlib.sha256(data).digest())  # RFC 8463 3: PureEdDSA over the hash
 
 
