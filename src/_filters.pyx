@@ -46,6 +46,7 @@ __all__ = [
     "NormalizeStuffer",
     "BodyCanonicalizer",
     "crlf_lines_only",
+    "dkim_canonical",
 ]
 
 # Raw-pointer versions of the bytes API, for the one audited output helper
@@ -1583,6 +1584,54 @@ cdef class BodyCanonicalizer(_Filter):
         if self._any or not self._relaxed:
             out += CRLF_BYTES
         return out
+
+
+cdef enum:
+    PLUS = 43  # '+': the lowest byte of the base64 alphabet; CR, LF, SP and TAB are all below it
+
+
+cdef bint _dkim_canonical(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    # A word's bytes below '+' are flagged at once ((w - k) & ~w: exact for the
+    # first one); each must be the CR of a CRLF pair. Base64 lines cost one
+    # flagged byte a line, about two words' work per 8 bytes.
+    cdef Py_ssize_t i = 0
+    cdef uint64_t w, m
+    while True:
+        while i + 8 <= n:
+            w = _load8(p + i)
+            m = (w - SS_ONES * PLUS) & ~w & SS_HIGHS
+            if m:
+                i += SS_FIRST_FLAGGED(m)
+                break
+            i += 8
+        else:
+            while i < n and p[i] >= PLUS:
+                i += 1
+            if i >= n:
+                return True
+        if p[i] >= PLUS:  # a flag past a borrow (possible on big-endian): not a low byte
+            i += 1
+        elif p[i] == CR and i + 1 < n and p[i + 1] == LF:
+            i += 2
+        else:
+            return False
+
+
+def dkim_canonical(data):
+    """True when ``data`` (bytes) is in DKIM canonical form already, for the relaxed
+    and the simple body canonicalisation alike, but for line breaks at its ends:
+    every byte below ``+`` in it (CR, LF, SP and TAB among them) is the CR or LF
+    of a CRLF pair. Base64 lines are; the body hash takes them as they are."""
+    if not isinstance(data, bytes):
+        raise TypeError(f"dkim_canonical needs bytes, got {type(data).__name__}")
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef bint ok
+    if n < NOGIL_MIN:
+        return _dkim_canonical(p, n)
+    with nogil:
+        ok = _dkim_canonical(p, n)
+    return ok
 
 
 # ---------------------------------------------------------------- crlf_lines_only

@@ -21,7 +21,7 @@ from dkim.canonicalization import Relaxed, Simple
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smtpstream import smtp
+from smtpstream import filters, ltn12, smtp
 from smtpstream.dkim import DKIMError, Signer, body_hash
 from smtpstream.filters import CleanLines
 from smtpstream.message import MessageError, attachment, cached, message, text
@@ -199,6 +199,34 @@ def test_body_hash_takes_clean_base64_lines_as_they_are():
     assert body_hash([b"x\r", lines, b"\n"]) == body_hash([b"x\r" + bytes(lines) + b"\n"])
 
 
+def reference_dkim_canonical(data: bytes) -> bool:
+    i = 0
+    while i < len(data):
+        if data[i] < 0x2B:  # below "+": only a CRLF pair may be there
+            if data[i:i + 2] != b"\r\n":
+                return False
+            i += 1
+        i += 1
+    return True
+
+
+pieces = st.sampled_from([b"QUJDREVGR0g=", b"+/09", b"\r\n", b"\r", b"\n", b" ", b"\t", b"!", b"*", b".",
+                          b"\x00", b"\x80\xff", b"-", b"x" * 20])
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.lists(pieces, max_size=40).map(b"".join))
+def test_dkim_canonical_in_both_twins_and_what_it_promises(filters_impl, data):
+    ok = filters_impl.dkim_canonical(data)
+    assert ok == reference_dkim_canonical(data)
+    if ok and data.strip(b"\r\n"):
+        # what it promises: both canonicalisations change nothing but the trailing line breaks
+        body = data.rstrip(b"\r\n") + b"\r\n"
+        assert Relaxed.canonicalize_body(data + b"\r\n") == Simple.canonicalize_body(data + b"\r\n") == body
+    with pytest.raises(TypeError):
+        filters_impl.dkim_canonical(bytearray(data))
+
+
 # ------------------------------------------------------------------ bad settings
 
 
@@ -319,7 +347,6 @@ def test_the_sender_never_imports_cryptography():
 def test_clean_chunks_hash_as_if_canonicalised(lines, before, after, mode):
     import hashlib
 
-    from smtpstream import filters
     clean = CleanLines(b"".join(line + b"\r\n" for line in lines))
     data = run_chain(filters, "normalize", [before + bytes(clean) + after])  # as the transport sends it
     oracle = (Relaxed if mode == "relaxed" else Simple).canonicalize_body(
@@ -353,6 +380,17 @@ def test_a_shared_body_is_hashed_once_for_many_messages(keys, algorithm, monkeyp
         message({"headers": {"content-type": "text/html"}, "body": body})
 
 
+def test_a_shared_body_tells_the_sender_whether_its_lines_are_short():
+    from smtpstream.message import shared
+
+    # short_lines lets the sender skip its 998-octet line check on every message of a campaign
+    short = message({"headers": {"from": "a@example.com"}, "body": shared({1: text("hi\n"), 2: text("there\n")})})
+    # a source's lines are not known (the builder encodes bytes and text itself)
+    long = message({"headers": {"from": "a@example.com"}, "body": shared(ltn12.source.string(b"x" * 1200))})
+    assert short.short_lines is True and short.seven_bit is True
+    assert long.short_lines is False
+
+
 def test_a_pool_wide_signer_signs_every_message_that_names_none(keys):
     pool_signer = Signer("example.com", "pool", keys["rsa-sha256"])
     own = Signer("example.com", "own", keys["ed25519-sha256"], algorithm="ed25519-sha256")
@@ -366,3 +404,25 @@ def test_a_pool_wide_signer_signs_every_message_that_names_none(keys):
     for i in range(3):
         assert b"s=pool;" in stored[b"m%d" % i] and verifies(stored[b"m%d" % i], pool_signer)
     assert b"s=own;" in stored[b"m3"] and verifies(stored[b"m3"], own)
+
+
+def test_an_rsa_key_whose_numbers_disagree_is_refused(keys):
+    # The key is loaded without OpenSSL's slow primality check; one signature
+    # verified with its own public half stands for it.
+    good = serialization.load_pem_private_key(keys["rsa-sha256"], password=None).private_numbers()
+    p, q = good.p, good.q
+    d = good.d ^ 2  # a wrong exponent, with CRT values that agree with it
+    bad = rsa.RSAPrivateNumbers(p, q, d, d % (p - 1), d % (q - 1), good.iqmp, good.public_numbers)
+    with pytest.raises(DKIMError, match="inconsistent"):
+        Signer("example.com", "sel", pem(bad.private_key(unsafe_skip_rsa_key_validation=True)))
+
+
+@pytest.mark.parametrize("mode", ["relaxed", "simple"])
+@pytest.mark.parametrize("chunk", [b"QU  JD\r\n", b"QUJD \r\n", b"QUJD\t\r\n", b"QUJD\nQUJD\r\n", b"QU\rJD\r\n"])
+def test_a_clean_chunk_that_breaks_its_promise_is_canonicalised(chunk, mode):
+    import hashlib
+
+    # CleanLines is a marker anyone can set: what it holds is checked before it skips the canonicaliser.
+    data = run_chain(filters, "normalize", [b"x\r\n" + chunk])
+    oracle = (Relaxed if mode == "relaxed" else Simple).canonicalize_body(data)
+    assert body_hash([b"x\r\n", CleanLines(chunk)], mode) == hashlib.sha256(oracle).digest()

@@ -1,9 +1,12 @@
 """smtpstream's sender: message() + a Session, one connection.
 
 usage: python smtpstream_send.py HOST PORT ATTACHMENT COUNT [--cached|--shared] [--dkim=KEY.pem]
+                                 [--algorithm=ed25519-sha256] [--key-only]
 With --cached the attachment is encoded once and replayed (bulk sends);
 with --shared the whole body (text and attachment) is built once, shared();
-with --dkim every message is signed (rsa-sha256, relaxed/relaxed).
+with --dkim every message is signed (rsa-sha256 unless --algorithm says
+otherwise, relaxed/relaxed); --key-only makes the signer (cryptography
+imported, key loaded) but sends unsigned: the fixed cost of signing alone.
 """
 import sys
 
@@ -14,12 +17,14 @@ from smtpstream.smtp import Session
 def main(host, port, path, count, *flags):
     once = cached(attachment(path)) if "--cached" in flags or "--shared" in flags else None
     body = shared({1: text("Please find the report attached.\n"), 2: once}) if "--shared" in flags else None
+    options = dict(flag[2:].split("=", 1) for flag in flags if "=" in flag)
     signer = None
-    for flag in flags:
-        if flag.startswith("--dkim="):
-            from smtpstream.dkim import Signer
+    if "dkim" in options:
+        from smtpstream.dkim import Signer
 
-            signer = Signer("example.com", "bench", flag.split("=", 1)[1])
+        signer = Signer("example.com", "bench", options["dkim"], algorithm=options.get("algorithm", "rsa-sha256"))
+        if "--key-only" in flags:
+            signer = None
     with Session(server=host, port=int(port), domain="client.example.com") as session:
         for i in range(int(count)):
             source = message({

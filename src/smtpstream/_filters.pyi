@@ -16,9 +16,11 @@ __all__ = [
     "NormalizeStuffer",
     "BodyCanonicalizer",
     "crlf_lines_only",
+    "dkim_canonical",
 ]
 
 def crlf_lines_only(data: bytes) -> bool: ...
+def dkim_canonical(data: bytes) -> bool: ...
 
 class _Filter:
     @property

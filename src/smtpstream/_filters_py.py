@@ -23,6 +23,7 @@ __all__ = [
     "NormalizeStuffer",
     "BodyCanonicalizer",
     "crlf_lines_only",
+    "dkim_canonical",
 ]
 
 CRLF = b"\r\n"
@@ -726,6 +727,20 @@ def _content_end(data: bytes) -> int:
     while data.endswith(CRLF, 0, end):
         end -= 2
     return end
+
+
+# A byte below "+" (the lowest of the base64 alphabet) that is not in a CRLF pair.
+_NOT_DKIM_CANONICAL = re.compile(rb"[\x00-\x09\x0b\x0c\x0e-\x2a]|\r(?!\n)|(?<!\r)\n")
+
+
+def dkim_canonical(data: bytes) -> bool:
+    """True when ``data`` (bytes) is in DKIM canonical form already, for the relaxed
+    and the simple body canonicalisation alike, but for line breaks at its ends:
+    every byte below ``+`` in it (CR, LF, SP and TAB among them) is the CR or LF
+    of a CRLF pair. Base64 lines are; the body hash takes them as they are."""
+    if not isinstance(data, bytes):
+        raise TypeError(f"dkim_canonical needs bytes, got {type(data).__name__}")
+    return _NOT_DKIM_CANONICAL.search(data) is None
 
 
 def crlf_lines_only(data: bytes) -> bool:

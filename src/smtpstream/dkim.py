@@ -52,26 +52,40 @@ class DKIMError(ValueError):
     """A signer cannot be made from these settings (the message says why)."""
 
 
+def _content_span(chunk: bytes) -> tuple[int, int]:
+    """Where the content of a clean chunk starts (just past its first content
+    byte) and ends (before its trailing line breaks), without copying it."""
+    n = len(chunk)
+    start = 0
+    while start < n and chunk[start] in b"\r\n":
+        start += 1
+    end = n
+    while end > start and chunk[end - 1] in b"\r\n":
+        end -= 1
+    return start + 1, end
+
+
 def body_hash(chunks: Iterable[bytes], mode: str = "relaxed") -> bytes:
     """SHA-256 of the canonical body (``mode`` "relaxed" or "simple").
 
     The chunks are the body as the message gives it; line breaks are made
-    CRLF first, as the transport does. A chunk marked
-    :class:`~smtpstream.filters.CleanLines` (base64 lines: CRLF breaks, no
-    white space, no other CR or LF) is its own canonical form but for the
-    line breaks around it: up to its first content byte it goes through the
-    canonicaliser (which writes what it holds), then straight to the hash up
-    to its last content byte, and its trailing breaks through the
-    canonicaliser again (they may end the body).
+    CRLF first, as the transport does. A chunk that is canonical already
+    (:func:`~smtpstream.filters.dkim_canonical`: no byte below ``+`` outside
+    CRLF pairs, as base64 lines and boundary lines are) needs the
+    canonicaliser only for the line breaks around it: up to its first content
+    byte it goes through the canonicaliser (which writes what it holds), then
+    straight to the hash up to its last content byte, and its trailing breaks
+    through the canonicaliser again (they may end the body). So a base64
+    attachment costs one scan and the hash, never a canonicalising copy.
     """
     digest = hashlib.sha256()
+    update = digest.update
     canon = filters.BodyCanonicalizer(mode)
     normalizer = filters.EOLNormalizer()
-    update = digest.update
+    canonical = filters.dkim_canonical
     for chunk in chunks:
-        if type(chunk) is filters.CleanLines and not normalizer.state:
-            start = len(chunk) - len(chunk.lstrip(b"\r\n")) + 1  # to the first content byte
-            end = len(chunk.rstrip(b"\r\n"))
+        if isinstance(chunk, bytes) and not normalizer.state and canonical(chunk):
+            start, end = _content_span(chunk)
             if end >= start:
                 view = memoryview(chunk)
                 update(canon(view[:start]))
@@ -141,7 +155,10 @@ def _load_key(private_key: Any, algorithm: str):
     if not isinstance(private_key, (bytes, bytearray, memoryview)):
         raise DKIMError(f"private_key must be PEM bytes or a path, got {type(private_key).__name__}")
     try:
-        key = serialization.load_pem_private_key(bytes(private_key), password=None)
+        # OpenSSL's RSA key check tests p and q for primality: 40 ms a process,
+        # a fifth of a 64 MiB send. Signer._check_rsa_key checks that it signs instead.
+        key = serialization.load_pem_private_key(bytes(private_key), password=None,
+                                                 unsafe_skip_rsa_key_validation=True)
     except (ValueError, TypeError) as exc:
         raise DKIMError(f"the private key does not parse as an unencrypted PEM key: {exc}") from None
     except Exception as exc:  # cryptography's UnsupportedAlgorithm
@@ -163,22 +180,40 @@ def _load_key(private_key: Any, algorithm: str):
     return key
 
 
-def _fields(head: bytes) -> list[tuple[str, bytes]]:
-    """The header fields of ``head`` (ending with the empty line): (lower-case name, whole field with its CRLF)."""
-    text = head[:-2] if head.endswith(b"\r\n\r\n") else head
-    out = []
-    for field in _FIELD_START.split(text.removesuffix(CRLF)):
-        if field:
-            name = field.split(b":", 1)[0].strip().decode("ascii", "replace").lower()
-            out.append((name, field + CRLF))
-    return out
+def _fields(head: bytes, relaxed: bool, wanted: frozenset[bytes]) -> dict[bytes, list[bytes]]:
+    """The ``wanted`` header fields of ``head`` (ending with the empty line) by lower-case
+    name, in order, each with its CRLF: as they are, or in relaxed form (RFC 6376 3.4.2)."""
+    text = head[:-4] if head.endswith(b"\r\n\r\n") else head.removesuffix(CRLF)
+    by_name: dict[bytes, list[bytes]] = {}
+    if relaxed:
+        # The whole head at once (a few C passes, not a regex per field):
+        # unfolded, so that each field is one line, and white space runs as one SP.
+        text = text.replace(b"\r\n ", b" ").replace(b"\r\n\t", b"\t")
+        if b"\t" in text or b"  " in text:
+            text = _WSP_RUN.sub(b" ", text)
+        fields = text.split(b"\r\n")
+    else:
+        fields = _FIELD_START.split(text)
+    for field in fields:
+        name, _, value = field.partition(b":")
+        name = name.strip(b" \t").lower()
+        if name in wanted:
+            field = name + b":" + value.strip(b" ") + CRLF if relaxed else field + CRLF
+            stack = by_name.get(name)
+            if stack is None:
+                by_name[name] = [field]
+            else:
+                stack.append(field)
+    return by_name
 
 
 def _relaxed_field(field: bytes) -> bytes:
     """RFC 6376 3.4.2: lower-case name, unfolded, white space runs as one SP, trimmed."""
     name, _, value = field.partition(b":")
-    value = _WSP_RUN.sub(b" ", value.replace(b"\r\n", b"")).strip(b" \t")
-    return name.strip(b" \t").lower() + b":" + value + CRLF
+    value = value.replace(b"\r\n", b"")
+    if b"\t" in value or b"  " in value:  # most values have single spaces only: no regex for them
+        value = _WSP_RUN.sub(b" ", value)
+    return name.strip(b" \t").lower() + b":" + value.strip(b" \t") + CRLF
 
 
 def _fold_tags(name: str, tags: list[str]) -> bytes:
@@ -230,11 +265,37 @@ class Signer:
         self.headers = _header_names(headers)
         self.expire = _expiry(expire)
         self._key = _load_key(private_key, algorithm)
+        self._rsa_args = None  # padding and hash of an RSA signature, made once
+        if algorithm == "rsa-sha256":
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.asymmetric import padding
+
+            self._rsa_args = (padding.PKCS1v15(), hashes.SHA256())
+            self._check_rsa_key()
         self._sig_len = 4 * ((self._signature_bytes() + 2) // 3)
+        self._names = tuple(name.encode("ascii") for name in self.headers)
+        self._wanted = frozenset(self._names)
+        # after the head: CRLF " bh=" + 44 (base64 of a SHA-256) + ";" CRLF " b=" + the signature folded, CRLF
+        self._tail_size = 2 + 4 + 44 + 1 + 2 + 3 + self._sig_len + 3 * (-(-self._sig_len // _SIG_WIDTH) - 1) + 2
+        self._folded: dict[tuple[bytes, ...], bytes] = {}  # see _tags()
 
     def __repr__(self) -> str:
         return (f"Signer(domain={self.domain!r}, selector={self.selector!r}, algorithm={self.algorithm!r}, "
                 f"canonicalization='{self.header_mode}/{self.body_mode}')")
+
+    def _tags(self, signed: tuple[bytes, ...]) -> bytes:
+        """``DKIM-Signature: v=1; a=...; d=...; s=...; h=...;`` folded, for these signed
+        names: the same for every message with the same fields, so folded once."""
+        folded = self._folded.get(signed)
+        if folded is None:
+            if len(self._folded) >= 64:  # heads of many shapes: keep the table small
+                self._folded.clear()
+            tags = [
+                "v=1", f"a={self.algorithm}", f"c={self.header_mode}/{self.body_mode}",
+                f"d={self.domain}", f"s={self.selector}", "h=" + b":".join(signed).decode("ascii"),
+            ]
+            folded = self._folded[signed] = _fold_tags("DKIM-Signature", tags)
+        return folded
 
     def _signature_bytes(self) -> int:
         return self._key.key_size // 8 if self.algorithm == "rsa-sha256" else 64
@@ -261,53 +322,54 @@ class Signer:
         """The body hash (``bh=``, raw) of these body chunks, in this signer's body canonicalisation."""
         return body_hash(chunks, self.body_mode)
 
-    def _sign(self, data: bytes) -> bytes:
-        if self.algorithm == "rsa-sha256":
-            from cryptography.hazmat.primitives import hashes
-            from cryptography.hazmat.primitives.asymmetric import padding
+    def _check_rsa_key(self) -> None:
+        """One signature made and verified with the key's public half: an RSA key whose
+        numbers do not agree (loaded without OpenSSL's check, see _load_key) is refused."""
+        from cryptography.exceptions import InvalidSignature
 
-            return self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        data = b"smtpstream DKIM key check"
+        try:
+            self._key.public_key().verify(self._sign(data), data, *self._rsa_args)
+        except (InvalidSignature, ValueError) as exc:
+            raise DKIMError(f"the RSA private key is inconsistent: its signatures do not verify ({exc})") from None
+
+    def _sign(self, data: bytes) -> bytes:
+        if self._rsa_args is not None:
+            return self._key.sign(data, *self._rsa_args)
         return self._key.sign(hashlib.sha256(data).digest())  # RFC 8463 3: PureEdDSA over the hash
 
 
 class PreparedSignature:
     """One message's signature in the making: the header's length is known before the body is read."""
 
+    __slots__ = ("signer", "_signed_fields", "_head", "size")
+
     def __init__(self, signer: Signer, head: bytes, timestamp: int) -> None:
         self.signer = signer
-        fields = _fields(head)
-        present = [name for name, _ in fields]
-        signed = [n for n in signer.headers for _ in range(present.count(n))]
-        signed.append("from")  # once more than there are: no From may be added (RFC 6376 8.15)
-        # RFC 6376 5.4.2: several fields of one name are taken from the bottom up.
-        by_name: dict[str, list[bytes]] = {}
-        for name, field in fields:
-            by_name.setdefault(name, []).append(field)
-        chosen = []
-        for name in signed:
+        by_name = _fields(head, signer.header_mode == "relaxed", signer._wanted)
+        signed: list[bytes] = []
+        chosen: list[bytes] = []
+        for name in signer._names:
             stack = by_name.get(name)
-            if stack:
-                chosen.append(stack.pop())
-        if signer.header_mode == "relaxed":
-            chosen = [_relaxed_field(f) for f in chosen]
+            if stack is None:
+                continue
+            if len(stack) == 1:
+                signed.append(name)
+                chosen.append(stack[0])
+            else:
+                signed.extend([name] * len(stack))
+                chosen.extend(reversed(stack))  # RFC 6376 5.4.2: several fields of one name, bottom up
+        signed.append(b"from")  # once more than there are: no From may be added (RFC 6376 8.15)
         self._signed_fields = b"".join(chosen)
-        tags = [
-            "v=1", f"a={signer.algorithm}", f"c={signer.header_mode}/{signer.body_mode}",
-            f"d={signer.domain}", f"s={signer.selector}", f"t={timestamp}",
-        ]
+        times = b"t=%d;" % timestamp
         if signer.expire is not None:
-            tags.append(f"x={timestamp + signer.expire}")
-        tags.append("h=" + ":".join(signed))
-        self._prefix = _fold_tags("DKIM-Signature", tags)
-        bh_len = 44  # base64 of a SHA-256 digest
-        sig_lines = -(-signer._sig_len // _SIG_WIDTH)
-        # prefix CRLF " bh=" + 44 + ";" CRLF " b=" + signature folded in lines, CRLF
-        self.size = (len(self._prefix) + 2 + 4 + bh_len + 1 + 2 + 3
-                     + signer._sig_len + 3 * (sig_lines - 1) + 2)
+            times += b" x=%d;" % (timestamp + signer.expire)
+        self._head = signer._tags(tuple(signed)) + b"\r\n " + times
+        self.size = len(self._head) + signer._tail_size
 
     def finish(self, bh: bytes) -> bytes:
         """The complete ``DKIM-Signature`` field (with its CRLF) for this body hash."""
-        unsigned = self._prefix + b"\r\n bh=" + base64.b64encode(bh) + b";\r\n b="
+        unsigned = self._head + b"\r\n bh=" + base64.b64encode(bh) + b";\r\n b="
         if self.signer.header_mode == "relaxed":
             own = _relaxed_field(unsigned)[:-2]
         else:

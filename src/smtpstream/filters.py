@@ -35,6 +35,7 @@ __all__ = [
     "BodyCanonicalizer",
     "CleanLines",
     "crlf_lines_only",
+    "dkim_canonical",
 ]
 
 NO_EXTENSIONS: bool = os.environ.get("SMTPSTREAM_NO_EXTENSIONS", "") not in ("", "0")
@@ -53,6 +54,7 @@ if TYPE_CHECKING or NO_EXTENSIONS:
         QPEncoder,
         QPWrapper,
         crlf_lines_only,
+        dkim_canonical,
     )
 
     IMPLEMENTATION = "python"
@@ -71,6 +73,7 @@ else:
             QPEncoder,
             QPWrapper,
             crlf_lines_only,
+            dkim_canonical,
         )
 
         IMPLEMENTATION = "cython"
@@ -88,6 +91,7 @@ else:
             QPEncoder,
             QPWrapper,
             crlf_lines_only,
+            dkim_canonical,
         )
 
         IMPLEMENTATION = "python"

@@ -157,6 +157,9 @@ class _SharedRoot:
         yield self.head
         yield from self.shared.node.body_chunks()
 
+    def body_chunks(self) -> Iterator[bytes]:
+        return self.shared.node.body_chunks()
+
     def size(self) -> int | None:
         size = self.shared.node.size()
         return None if size is None else size - len(self.shared.node.head) + len(self.head)
@@ -172,6 +175,10 @@ class _SharedRoot:
     @property
     def seven_bit(self) -> bool:
         return self.shared.node.seven_bit
+
+    @property
+    def short_lines(self) -> bool:
+        return self.shared.node.short_lines  # our own head is folded like any other
 
 
 class MessageSource:
@@ -283,15 +290,14 @@ class MessageSource:
             known = getattr(self._root, "body_hashes", {})  # a SharedBody's, for all its messages
             body_hash = known.get(signer.body_mode)
             if body_hash is None:
-                chunks = self._root.chunks()
+                chunks = self._root.body_chunks()  # the head is covered by the header hash
                 try:
-                    next(chunks)  # the head: the signature covers it through the header hash
                     body_hash = known[signer.body_mode] = signer.body_hash(chunks)
                 finally:
                     chunks.close()
             self._dkim_field = self._dkim.finish(body_hash)
-        yield self._dkim_field
-        yield from self._root.chunks()
+        yield self._dkim_field + self._root.head  # one chunk, as the unsigned head is: one write less
+        yield from self._root.body_chunks()
 
     def __call__(self) -> bytes | None:
         return next(self, None)
