@@ -157,10 +157,10 @@ def run_campaign_send(args: argparse.Namespace) -> int:
 
 
 def run_campaign_retry(args: argparse.Namespace) -> int:
-    from .campaign import Journal, JournalError
+    from .campaign import JournalError, open_journal
 
     try:
-        journal = Journal(args.journal)
+        journal = open_journal(args.journal)
         options = journal.get_json("cli")
         journal.close()
     except JournalError as exc:
@@ -286,11 +286,12 @@ def run_campaign_report(args: argparse.Namespace) -> int:
 def _read_only(path: str):
     import os
 
-    from .campaign import Journal, JournalError
+    from .campaign import JournalError, open_journal
 
-    if not os.path.exists(path):
+    remote = path.startswith(("postgresql://", "postgres://"))
+    if not remote and not os.path.exists(path):
         raise CommandError(EXIT_NOINPUT, f"no journal at {path}")
     try:
-        return Journal(path)
+        return open_journal(path)
     except JournalError as exc:
         raise CommandError(EXIT_USAGE, str(exc)) from None

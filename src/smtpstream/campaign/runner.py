@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from ..pool import AsyncPool
-from .journal import Entry, Item, Journal, JournalError
+from .journal import Entry, Item, Journal, JournalError, open_journal
 from .manifest import ManifestError, Row
 from .outcome import entries_for
 from .retry import RetrySchedule
@@ -109,7 +109,7 @@ class Campaign:
     @property
     def journal(self) -> Journal:
         if self._journal is None:
-            self._journal = Journal(self.path)
+            self._journal = open_journal(self.path)
         return self._journal
 
     def close(self) -> None:
@@ -157,15 +157,8 @@ class Campaign:
                 yield (row.key, _digest(row), _stored(row), message_id_for(campaign_id, row.key, template.domain),
                        recipients)
 
-        db = journal.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            counts = journal.add(run, checked())
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT" if keep else "ROLLBACK")
-        return counts
+        with journal.transaction(keep):
+            return journal.add(run, checked())
 
     def _claim(self, template: Template) -> int:
         try:
@@ -188,7 +181,7 @@ class Campaign:
                 new, old = self._ingest(rows, template, int(self.journal.get("runs") or 0) + 1, keep=False)
             finally:
                 if known is None:
-                    self.journal.db.execute("DELETE FROM meta WHERE name = 'campaign'")
+                    self.journal.forget("campaign")
         except (ManifestError, TemplateError, JournalError) as exc:
             raise _refused(exc) from None
         return new + old
