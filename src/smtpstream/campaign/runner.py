@@ -199,12 +199,9 @@ class Campaign:
         """Send only what is due (deferred recipients; unknown rows with ``resend_unknown``)."""
         return self.run()
 
-    async def run_async(self, rows: Iterable[Row] | None = None, template: Template | None = None
-                        ) -> dict[str, Any]:
-        if template is None:
-            if rows is not None:
-                raise TypeError("Campaign.run: rows need a template")
-            template = self.template()
+    def prepare(self, rows: Iterable[Row] | None, template: Template) -> int:
+        """What a run does before sending: tie the journal to the campaign, recover the
+        rows a dead run left *sending*, check and journal ``rows``. The run's number."""
         try:
             run = self._claim(template)
             self.journal.recover()
@@ -212,6 +209,15 @@ class Campaign:
                 self._ingest(rows, template, run, keep=True)
         except (ManifestError, TemplateError, JournalError) as exc:
             raise _refused(exc) from None
+        return run
+
+    async def run_async(self, rows: Iterable[Row] | None = None, template: Template | None = None
+                        ) -> dict[str, Any]:
+        if template is None:
+            if rows is not None:
+                raise TypeError("Campaign.run: rows need a template")
+            template = self.template()
+        self.prepare(rows, template)
         self._tally = {k: v for k, v in self.journal.counts().items() if k != "recipients"}
         self._progress(force=True)
         await self._send(self._journal_pairs(template))
