@@ -212,3 +212,31 @@ def test_the_campaign_rate_holds_across_workers(campaign_env, sink, tmp_path):  
     measured = (len(times) - 1) / (times[-1] - times[0])
     print(f"\nrate {rate}/s asked, {measured:.1f}/s measured at the server over {len(times)} messages")
     assert rate * 0.8 <= measured <= rate * 1.2
+
+
+def test_the_command_line_enqueues_and_shows_the_journal(campaign_env, sink, tmp_path):  # noqa: F811
+    journal, broker, start = campaign_env
+    port, dump = sink
+    for k in range(2):
+        start("w")
+    body = tmp_path / "body.txt"
+    body.write_text("Dear {name},\nyour statement is ready.\n")
+    manifest(tmp_path, 300)
+    base = [sys.executable, "-m", "smtpstream", "campaign", "send", str(tmp_path / "rows-300.csv"),
+            "--from", "statements@example.com", "--subject", "Statement {id}", "--text-file", str(body),
+            "--server", f"{HOST}:{port}", "--quiet", "--engine", "celery", "--broker", broker, "--batch-size", "100"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(smtpstream.__file__).parents[1]),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    refused = subprocess.run(base + ["--journal", str(tmp_path / "local.db")], capture_output=True, text=True,
+                             env=env, timeout=60)
+    assert refused.returncode == 64 and "postgresql://" in refused.stderr
+    done = subprocess.run(base + ["--journal", journal], capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "3 batch(es) enqueued" in done.stderr and "300 sent" in done.stdout
+    status = subprocess.run([sys.executable, "-m", "smtpstream", "campaign", "status", "--journal", journal,
+                             "--json"], capture_output=True, text=True, env=env, timeout=60)
+    import json
+
+    assert json.loads(status.stdout)["sent"] == 300
+    settle(dump, 300)
+    assert len(stored(dump)) == 300
