@@ -111,6 +111,8 @@ class _Worker:
         self._feed: asyncio.Queue | None = None
         self._sending: asyncio.Future | None = None
         self._inflight: dict[int, tuple[Any, _Tracker]] = {}
+        self._flushing = False
+        self._settled: list[tuple[_Tracker, str]] = []
 
     def send(self, first: int, last: int) -> dict[str, int]:
         return asyncio.run_coroutine_threadsafe(self._batch(first, last), self.loop).result()
@@ -150,8 +152,21 @@ class _Worker:
     def _on_result(self, result: Any) -> None:
         item, tracker = self._inflight.pop(result.key)
         state, entries = entries_for(item, result, self.schedule, time.time())
-        self.journal.record(item.seq, state, entries)  # committed now
-        tracker.settle(state)
+        # Committed before the loop next waits, with the outcomes read meanwhile
+        # (or sooner, with the next message's sending mark), as a local run does.
+        self.journal.record(item.seq, state, entries, commit=False)
+        if not self._flushing:
+            self._flushing = True
+            self.loop.call_soon(self._flush, tracker, state)
+        else:
+            self._settled.append((tracker, state))
+
+    def _flush(self, tracker: _Tracker, state: str) -> None:
+        self._flushing = False
+        settled, self._settled = [(tracker, state), *self._settled], []
+        self.journal.flush()
+        for tracker, state in settled:  # a batch is done once its outcomes are committed
+            tracker.settle(state)
 
     async def _batch(self, first: int, last: int) -> dict[str, int]:
         if self.journal is None:
