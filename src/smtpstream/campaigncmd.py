@@ -57,6 +57,11 @@ def add_campaign_parser(sub: Any) -> None:
     send.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
                       help="a header for every message")
     send.add_argument("--check", action="store_true", help="check every row; send nothing")
+    send.add_argument("--engine", choices=("local", "celery"), default="local",
+                      help="local (default): this process sends; celery: enqueue batches for"
+                           " `celery -A smtpstream.celery worker` processes (needs --journal postgresql://...)")
+    send.add_argument("--broker", metavar="URL", help="the Celery broker for --engine celery (redis://...)")
+    send.add_argument("--batch-size", type=int, default=500, metavar="N", help="rows per Celery task (default 500)")
     _sending_options(send)
     send.set_defaults(run=run_campaign_send)
     retry = cmds.add_parser("retry", help="send what is due: deferred recipients, rows not sent yet")
@@ -144,6 +149,8 @@ def run_campaign_send(args: argparse.Namespace) -> int:
                            str(exc)) from None
     options = {name: getattr(args, name) for name in _REUSED}
     options["quiet"] = args.quiet
+    if args.engine == "celery" and not args.check:
+        return _send_on_celery(args, options, template, manifest)
     campaign, progress = _campaign(args, options)
     with campaign:
         if args.check:
@@ -156,11 +163,51 @@ def run_campaign_send(args: argparse.Namespace) -> int:
         return _run(campaign, progress, lambda: campaign.run(manifest, template), options)
 
 
+def _send_on_celery(args: argparse.Namespace, options: dict[str, Any], template: Any, manifest: Any) -> int:
+    """Journal the rows, enqueue their batches, then show the journal's progress until done."""
+    from .campaign import CampaignError
+
+    if not args.journal.startswith(("postgresql://", "postgres://")):
+        raise CommandError(EXIT_USAGE, "--engine celery needs a journal every worker reaches: --journal postgresql://...")
+    if not args.broker:
+        raise CommandError(EXIT_USAGE, "--engine celery needs --broker URL (the workers' SMTPSTREAM_BROKER)")
+    try:
+        from . import celery as engine
+    except ImportError as exc:
+        raise CommandError(EXIT_USAGE, f"--engine celery: {exc} (pip install 'smtpstream[celery]')") from None
+    fields = connection_fields(argparse.Namespace(**options))
+    fields.pop("password", None)  # the workers read it from options["password_env"]
+    progress = None if options.get("quiet") else Progress(sys.stderr)
+    started = time.monotonic()
+    try:
+        tasks = engine.enqueue(args.journal, manifest, template, broker=args.broker, batch_size=args.batch_size,
+                               rate=options["rate"], password_env=options["password_env"],
+                               resend_unknown=args.resend_unknown, connections=options["connections"],
+                               max_messages=1000, **fields)
+    except CampaignError as exc:
+        raise _refusal(exc) from None
+    except (TypeError, ValueError) as exc:
+        raise CommandError(EXIT_USAGE, str(exc)) from None
+    print(f"smtpstream campaign: {tasks} batch(es) enqueued; waiting for the workers", file=sys.stderr)
+    try:
+        counts = engine.progress(args.journal, on_progress=progress)
+    finally:
+        if progress is not None:
+            progress.done()
+    print(summary(counts, time.monotonic() - started))
+    journal = engine.PgJournal(args.journal)
+    try:
+        unknown = journal.keys_in("unknown")
+    finally:
+        journal.close()
+    return _conclude(counts, unknown, None)
+
+
 def run_campaign_retry(args: argparse.Namespace) -> int:
-    from .campaign import Journal, JournalError
+    from .campaign import JournalError, open_journal
 
     try:
-        journal = Journal(args.journal)
+        journal = open_journal(args.journal)
         options = journal.get_json("cli")
         journal.close()
     except JournalError as exc:
@@ -194,14 +241,18 @@ def _run(campaign: Any, progress: Progress | None, call: Any, options: dict[str,
             progress.done()
     elapsed = time.monotonic() - started
     print(summary(counts, elapsed))
-    unknown = campaign.journal.keys_in("unknown")
+    return _conclude(counts, campaign.journal.keys_in("unknown"), campaign.last_error)
+
+
+def _conclude(counts: dict[str, Any], unknown: list[str], last_error: Any) -> int:
+    """What is left to say after a run, and its exit code."""
     if unknown:
         shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
         print(f"smtpstream campaign: {len(unknown)} message(s) with an unknown outcome (the connection was lost"
               f" after their end of data): {shown}; rerun with --resend-unknown to send them again",
               file=sys.stderr)
     if counts["pending"]:
-        why = f": {campaign.last_error}" if campaign.last_error is not None else ""
+        why = f": {last_error}" if last_error is not None else ""
         print(f"smtpstream campaign: {counts['pending']} message(s) not sent{why}; run the same command again",
               file=sys.stderr)
         return EXIT_TEMPFAIL
@@ -286,11 +337,12 @@ def run_campaign_report(args: argparse.Namespace) -> int:
 def _read_only(path: str):
     import os
 
-    from .campaign import Journal, JournalError
+    from .campaign import JournalError, open_journal
 
-    if not os.path.exists(path):
+    remote = path.startswith(("postgresql://", "postgres://"))
+    if not remote and not os.path.exists(path):
         raise CommandError(EXIT_NOINPUT, f"no journal at {path}")
     try:
-        return Journal(path)
+        return open_journal(path)
     except JournalError as exc:
         raise CommandError(EXIT_USAGE, str(exc)) from None

@@ -6,7 +6,7 @@ returns the counts per state; running it again resumes. See
 :mod:`.runner` for the order of a run and :mod:`.journal` for the rule
 that makes it safe to kill.
 """
-from .journal import MESSAGE_STATES, RECIPIENT_STATES, REPORT_FIELDS, Journal, JournalError
+from .journal import MESSAGE_STATES, RECIPIENT_STATES, REPORT_FIELDS, Journal, JournalError, open_journal
 from .manifest import Manifest, ManifestError, Row, read_manifest
 from .retry import DEFAULT_DELAYS, RetrySchedule
 from .runner import Campaign, CampaignError, CampaignStopped
@@ -15,5 +15,5 @@ from .template import Template, TemplateError, message_id_for
 __all__ = [
     "Campaign", "CampaignError", "CampaignStopped", "Template", "TemplateError", "RetrySchedule",
     "DEFAULT_DELAYS", "read_manifest", "Manifest", "ManifestError", "Row", "Journal", "JournalError",
-    "MESSAGE_STATES", "RECIPIENT_STATES", "REPORT_FIELDS", "message_id_for",
+    "MESSAGE_STATES", "RECIPIENT_STATES", "REPORT_FIELDS", "message_id_for", "open_journal",
 ]

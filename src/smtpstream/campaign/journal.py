@@ -26,7 +26,18 @@ from typing import Any
 
 _ADD_BATCH = 500  # rows journaled per statement by add()
 
-__all__ = ["Journal", "JournalError", "Item", "Recipient", "MESSAGE_STATES", "RECIPIENT_STATES"]
+__all__ = ["Journal", "JournalError", "Item", "Recipient", "MESSAGE_STATES", "RECIPIENT_STATES", "open_journal"]
+
+
+def open_journal(path: str) -> Journal:
+    """The journal at ``path``: a ``postgresql://`` URL (:mod:`.pgjournal`, psycopg 3)
+    or a SQLite file."""
+    text = str(path)
+    if text.startswith(("postgresql://", "postgres://")):
+        from .pgjournal import PgJournal  # psycopg only when asked for
+
+        return PgJournal(text)
+    return Journal(text)
 
 SCHEMA_VERSION = "1"
 MESSAGE_STATES = ("pending", "sending", "sent", "refused", "deferred", "failed", "unknown")
@@ -183,9 +194,14 @@ class Journal:
 
     # ---- rows in
 
-    def transaction(self) -> _Transaction:
+    def transaction(self, keep: bool = True) -> _Transaction:
+        """A transaction: committed on success (rolled back when not ``keep``: a dry run),
+        rolled back on an exception."""
         self.flush()
-        return _Transaction(self.db)
+        return _Transaction(self.db, keep)
+
+    def forget(self, name: str) -> None:
+        self.db.execute("DELETE FROM meta WHERE name = ?", (name,))
 
     def add(self, run: int, rows: Iterable[tuple[str, str, Any, str, Sequence[str]]]) -> tuple[int, int]:
         """Journal rows ``(key, digest, row, message_id, addresses)`` as pending, within
@@ -248,8 +264,9 @@ class Journal:
         """Rows left *sending* by a run that died: their end of data may have reached
         the server, so their outcome is unknown. Returns how many."""
         now = time.time()
+        stale, params = self._stale(now)
         with self.transaction():
-            seqs = [s for (s,) in self.db.execute("SELECT seq FROM messages WHERE state = 'sending'")]
+            seqs = [s for (s,) in self.db.execute(f"SELECT seq FROM messages WHERE state = 'sending'{stale}", params)]
             for seq in seqs:
                 self.db.execute(
                     "UPDATE recipients SET state = 'unknown', time = ?, text = ? WHERE seq = ? AND state = 'pending'",
@@ -257,8 +274,13 @@ class Journal:
                           " reply was read: it may have been delivered", seq))
                 self.db.execute(
                     "UPDATE recipients SET state = 'unknown' WHERE seq = ? AND state = 'deferred'", (seq,))
-            self.db.execute("UPDATE messages SET state = 'unknown', updated = ? WHERE state = 'sending'", (now,))
+                self.db.execute("UPDATE messages SET state = 'unknown', updated = ? WHERE seq = ?", (now, seq))
         return len(seqs)
+
+    def _stale(self, now: float) -> tuple[str, tuple[Any, ...]]:
+        """The condition (SQL, params) a *sending* row must meet to be recovered: on one
+        machine every such row is a dead run's (one run at a time holds the journal)."""
+        return "", ()
 
     def due(self, now: float, after: int, resend_unknown: bool, limit: int = 500) -> list[Item]:
         """Up to ``limit`` messages after ``after`` in journal order that are due now:
@@ -269,6 +291,10 @@ class Journal:
             f"SELECT seq, key, row, message_id, state FROM messages WHERE seq > ? AND state IN"
             f" ({','.join('?' * len(states))}) AND (state != 'deferred' OR next_attempt <= ?) ORDER BY seq LIMIT ?",
             (after, *states, now, limit)).fetchall()
+        return self._items(rows, now)
+
+    def _items(self, rows: Sequence[tuple[Any, ...]], now: float) -> list[Item]:
+        """Items of (seq, key, row, message_id, state) rows, in seq order, with their due recipients."""
         if not rows:
             return []
         # The recipients of the page's pending rows in one query (the common case).
@@ -315,12 +341,14 @@ class Journal:
         """Committed before the message's end of data is written (with the outcomes
         :meth:`record` left for :meth:`flush`: one commit for all)."""
         self._checkpoint_in_background()
-        mark = ("UPDATE messages SET state = 'sending', attempts = attempts + 1, updated = ? WHERE seq = ?",
-                (time.time(), seq))
+        self._mark(("UPDATE messages SET state = 'sending', attempts = attempts + 1, updated = ? WHERE seq = ?",
+                    (time.time(), seq)))
+
+    def _mark(self, mark: tuple[str, tuple[Any, ...]]) -> int:
+        """Run ``mark`` committed, with the outcomes waiting; the rows it changed."""
         if self._outcomes:
-            self._commit_outcomes(mark)
-        else:
-            self.db.execute(*mark)
+            return self._commit_outcomes(mark)
+        return self.db.execute(*mark).rowcount
 
     def flush(self) -> None:
         """Write and commit the outcomes :meth:`record` was given with ``commit=False``."""
@@ -337,9 +365,10 @@ class Journal:
         if commit:
             self.flush()
 
-    def _commit_outcomes(self, also: tuple[str, tuple[Any, ...]] | None = None) -> None:
+    def _commit_outcomes(self, also: tuple[str, tuple[Any, ...]] | None = None) -> int:
         """One transaction: the outcomes waiting (a statement per table for all of
-        them), and ``also``. Should it fail, the outcomes stay waiting."""
+        them), and ``also`` (the rows it changed are returned). Should it fail,
+        the outcomes stay waiting."""
         outcomes, self._outcomes = self._outcomes, []
         now = time.time()
         recipients = [(e.state, e.code, e.enhanced, e.text, e.queue_id, int(e.attempted), e.first_deferred,
@@ -361,13 +390,13 @@ class Journal:
                 db.executemany("UPDATE messages SET state = 'deferred', updated = ?, next_attempt = (SELECT"
                                " min(next_attempt) FROM recipients WHERE seq = ? AND state = 'deferred')"
                                " WHERE seq = ?", deferred)
-            if also is not None:
-                db.execute(*also)
+            changed = 0 if also is None else db.execute(*also).rowcount
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             self._outcomes[:0] = outcomes
             raise
+        return changed
 
     # ---- reading it back
 
@@ -447,12 +476,13 @@ class _Checkpointer(threading.Thread):
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Any, keep: bool = True) -> None:
         self.db = db
+        self.keep = keep
 
-    def __enter__(self) -> sqlite3.Connection:
+    def __enter__(self) -> Any:
         self.db.execute("BEGIN IMMEDIATE")
         return self.db
 
     def __exit__(self, kind: Any, *rest: Any) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        self.db.execute("COMMIT" if kind is None and self.keep else "ROLLBACK")

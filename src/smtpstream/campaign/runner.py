@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from ..pool import AsyncPool
-from .journal import Entry, Item, Journal, JournalError
+from .journal import Entry, Item, Journal, JournalError, open_journal
 from .manifest import ManifestError, Row
 from .outcome import entries_for
 from .retry import RetrySchedule
@@ -109,7 +109,7 @@ class Campaign:
     @property
     def journal(self) -> Journal:
         if self._journal is None:
-            self._journal = Journal(self.path)
+            self._journal = open_journal(self.path)
         return self._journal
 
     def close(self) -> None:
@@ -157,15 +157,8 @@ class Campaign:
                 yield (row.key, _digest(row), _stored(row), message_id_for(campaign_id, row.key, template.domain),
                        recipients)
 
-        db = journal.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            counts = journal.add(run, checked())
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT" if keep else "ROLLBACK")
-        return counts
+        with journal.transaction(keep):
+            return journal.add(run, checked())
 
     def _claim(self, template: Template) -> int:
         try:
@@ -188,7 +181,7 @@ class Campaign:
                 new, old = self._ingest(rows, template, int(self.journal.get("runs") or 0) + 1, keep=False)
             finally:
                 if known is None:
-                    self.journal.db.execute("DELETE FROM meta WHERE name = 'campaign'")
+                    self.journal.forget("campaign")
         except (ManifestError, TemplateError, JournalError) as exc:
             raise _refused(exc) from None
         return new + old
@@ -206,12 +199,9 @@ class Campaign:
         """Send only what is due (deferred recipients; unknown rows with ``resend_unknown``)."""
         return self.run()
 
-    async def run_async(self, rows: Iterable[Row] | None = None, template: Template | None = None
-                        ) -> dict[str, Any]:
-        if template is None:
-            if rows is not None:
-                raise TypeError("Campaign.run: rows need a template")
-            template = self.template()
+    def prepare(self, rows: Iterable[Row] | None, template: Template) -> int:
+        """What a run does before sending: tie the journal to the campaign, recover the
+        rows a dead run left *sending*, check and journal ``rows``. The run's number."""
         try:
             run = self._claim(template)
             self.journal.recover()
@@ -219,6 +209,15 @@ class Campaign:
                 self._ingest(rows, template, run, keep=True)
         except (ManifestError, TemplateError, JournalError) as exc:
             raise _refused(exc) from None
+        return run
+
+    async def run_async(self, rows: Iterable[Row] | None = None, template: Template | None = None
+                        ) -> dict[str, Any]:
+        if template is None:
+            if rows is not None:
+                raise TypeError("Campaign.run: rows need a template")
+            template = self.template()
+        self.prepare(rows, template)
         self._tally = {k: v for k, v in self.journal.counts().items() if k != "recipients"}
         self._progress(force=True)
         await self._send(self._journal_pairs(template))
