@@ -730,7 +730,9 @@ def _content_end(data: bytes) -> int:
 
 
 # A byte below "+" (the lowest of the base64 alphabet) that is not in a CRLF pair.
-_NOT_DKIM_CANONICAL = re.compile(rb"[\x00-\x09\x0b\x0c\x0e-\x2a]|\r(?!\n)|(?<!\r)\n")
+# Every byte but those below "+" that are neither CR nor LF: deleting them leaves
+# the bytes that may not appear at all (two C loops, not a regex with look-arounds).
+_ALL_BUT_FORBIDDEN = bytes(b for b in range(256) if b >= 0x2B or b in (0x0A, 0x0D))
 
 
 def dkim_canonical(data: bytes) -> bool:
@@ -740,7 +742,9 @@ def dkim_canonical(data: bytes) -> bool:
     of a CRLF pair. Base64 lines are; the body hash takes them as they are."""
     if not isinstance(data, bytes):
         raise TypeError(f"dkim_canonical needs bytes, got {type(data).__name__}")
-    return _NOT_DKIM_CANONICAL.search(data) is None
+    if data.translate(None, _ALL_BUT_FORBIDDEN):
+        return False
+    return data.count(b"\r") == data.count(b"\r\n") == data.count(b"\n")  # each CR and LF in a pair
 
 
 def crlf_lines_only(data: bytes) -> bool:
