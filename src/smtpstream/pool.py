@@ -56,13 +56,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, Callable, Iterable
 
 from .smtp import blocking
 from .smtp.bulk import Batch, BulkResult, Job, backs_off, refuse_coroutine_function
 from .smtp.client import LATER
 from .smtp.errors import SMTPError, SMTPServerDisconnected
 from .smtp.options import connection_settings, split_fields
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Callable, Iterable
 
 __all__ = ["Pool", "AsyncPool", "BulkResult", "RateLimit", "CircuitBreaker", "backs_off"]
 

@@ -11,13 +11,16 @@ import io
 import os
 import stat
 import threading
-from typing import Any, BinaryIO, Iterator, Union
 
 from .. import filters
 from ..filters import CleanLines
 from ..ltn12 import BLOCKSIZE
 from ..fused import Base64Lines
 from ..ltn12.source import Chained, iterate
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, BinaryIO, Iterator, Union
 
 __all__ = [
     "Body",

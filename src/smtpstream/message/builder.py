@@ -26,12 +26,15 @@ import socket
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
 
 from .. import __version__, filters
 from ..defaults import lookup
 from . import headers as hdr
 from .bodies import MAX_LINE, Body, BytesBody, CachedBody, SourceBody, longest_line
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Iterator
 
 __all__ = ["message", "MessageSource", "MessageError"]
 

@@ -30,9 +30,12 @@ from __future__ import annotations
 import base64
 import functools
 import re
-from typing import Iterable, Union
 
 from ..idn import to_ascii
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Iterable, Union
 
 __all__ = [
     "HeaderError",

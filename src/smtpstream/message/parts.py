@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, BinaryIO, TypedDict, Union
 
 from . import headers as hdr
 from .bodies import (
@@ -22,16 +21,23 @@ from .bodies import (
 from ..filters import CleanLines
 from .builder import MessageError, _base64, encode_text
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, BinaryIO, Union
+
+    from ._parttype import Part
+
+    PathLike = Union[str, "os.PathLike[str]"]
+
 __all__ = ["attachment", "inline", "text", "html", "alternative", "related", "cached", "Part"]
 
-PathLike = Union[str, "os.PathLike[str]"]
 
+def __getattr__(name: str) -> Any:
+    if name == "Part":  # a TypedDict: typing only for those who use it
+        from ._parttype import Part
 
-class Part(TypedDict, total=False):
-    """A part table, as the helpers here return it (``message()`` takes any mapping of this shape)."""
-
-    headers: dict[str, Any]
-    body: Any
+        return Part
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _guess_type(filename: str | None) -> str:

@@ -21,9 +21,12 @@ whole EHLO text (spec 5.4 item 8); we match whole keywords of the AUTH line.
 from __future__ import annotations
 
 import base64
-from typing import Iterable
 
 from .errors import LocalProtocolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Iterable
 
 __all__ = [
     "plain",

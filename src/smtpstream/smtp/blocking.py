@@ -16,13 +16,16 @@ import socket
 import sys
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, Iterable, overload
 
-if TYPE_CHECKING:  # pragma: no cover
-    from typing import Unpack
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover - annotations only: typing takes milliseconds to import
+    from typing import Any, Callable, Iterable, Unpack, overload
 
     from .fieldtypes import BulkFields, ConnectionFields, MessageFields, SendFields
     from .reply import Reply
+else:
+    def overload(function):  # typing.overload without typing: the implementation that follows replaces it
+        return function
 
 from ._ioerrors import translate
 from .client import Client, Fetch, Poll, Read, UpgradeTLS, Write

@@ -13,7 +13,6 @@ import itertools
 import threading
 from dataclasses import dataclass, field
 from collections.abc import Mapping
-from typing import Any, Callable, Iterable
 
 from ..message import MessageSource
 from .errors import (
@@ -26,6 +25,10 @@ from .errors import (
 from .emailmsg import is_message
 from .options import MessageSpec, SendResult, message_spec, split_fields
 from .reply import Reply
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Callable, Iterable
 
 __all__ = ["BulkResult", "Batch", "Job", "backs_off", "refuse_coroutine_function", "RATE_LIMIT_STATUS"]
 

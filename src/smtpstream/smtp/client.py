@@ -27,7 +27,6 @@ import binascii
 import sys
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Generator, Iterable, Iterator
 
 from ..idn import to_ascii
 from . import auth
@@ -68,6 +67,10 @@ from .protocol import (
 )
 from .options import AsyncChunks, MessageSpec, SendResult, Settings, bad_chunk, default_domain
 from .reply import Reply
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Callable, Generator, Iterable, Iterator
 
 __all__ = ["Client", "Write", "Read", "Poll", "UpgradeTLS", "Fetch", "LATER"]
 
@@ -203,7 +206,8 @@ class _Later:
 LATER = _Later()
 
 Action = Write | Read | Poll | UpgradeTLS | Fetch
-Gen = Generator[Action, Any, Any]
+if TYPE_CHECKING:
+    Gen = Generator[Action, Any, Any]
 
 
 

@@ -24,7 +24,10 @@ import io
 import os
 import re
 import sys
-from typing import Any, Iterator
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Iterator
 
 __all__ = ["is_message", "envelope", "prepare", "PreparedMessage"]
 

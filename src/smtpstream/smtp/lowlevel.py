@@ -20,7 +20,6 @@ reply, whose ``text`` is LuaSocket's ``ext``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
 
 from .. import ltn12
 from .blocking import Session
@@ -29,6 +28,10 @@ from .errors import SMTPDataError, SMTPError, SMTPRecipientsRefused, SMTPSenderR
 from .options import _check_lines, default_domain
 from .protocol import Data, Mail, Rcpt
 from .reply import Reply
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Callable
 
 __all__ = ["open", "Connection"]
 

@@ -12,8 +12,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from collections.abc import Mapping
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Iterable, Mapping
 
 from .. import filters, ltn12
 from ..defaults import lookup
@@ -24,6 +23,10 @@ from .errors import LocalProtocolError, SMTPSourceError, bind_smtplib
 from .protocol import _refuse_controls, check_address, check_domain
 from .reply import Reply
 from .window import Window, window_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Callable, Iterator
 
 __all__ = [
     "DEFAULT_TIMEOUTS",

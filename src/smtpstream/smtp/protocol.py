@@ -34,7 +34,6 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterable, Sequence, Union
 
 from .. import filters
 from ._state import (
@@ -54,6 +53,10 @@ from ._state import (
 from .errors import LocalProtocolError, RemoteProtocolError, SMTPProtocolError
 from .linelimit import LineLimit
 from .reply import Reply, ReplyParser, parse_ehlo
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import ClassVar, Iterable, Sequence
 
 __all__ = [
     "ClientConnection",
@@ -81,7 +84,7 @@ __all__ = [
     "check_param",
 ]
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 
 class _NeedData:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from .errors import RemoteProtocolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any
 
 __all__ = ["Reply", "ReplyParser", "MAX_REPLY_LINE", "MAX_REPLY_LINES", "parse_ehlo"]
 
