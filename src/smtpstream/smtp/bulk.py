@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import itertools
 import threading
-from dataclasses import dataclass, field
 from collections.abc import Mapping
 
 from ..message import MessageSource
+from ._value import Value
 from .errors import (
     SMTPError,
     SMTPInterrupted,
@@ -62,8 +62,7 @@ def backs_off(error: BaseException) -> bool:
 _CONSUMED = "the message source was already read; build the message again to resend it"
 
 
-@dataclass
-class BulkResult:
+class BulkResult(Value, frozen=False):
     """The outcome of one message: ``result`` when delivered to someone, else ``error``.
 
     ``fields`` are the message's fields; once a message is delivered to every
@@ -76,12 +75,23 @@ class BulkResult:
     after such a loss has ``possible_duplicate`` set.
     """
 
+    _fields = ("index", "fields", "result", "error", "attempted", "possible_duplicate")
+    _shown = ("index", "result", "error", "attempted", "possible_duplicate")
     index: int
-    fields: Mapping[str, Any] = field(repr=False)
-    result: SendResult | None = None
-    error: SMTPError | None = None
-    attempted: bool = True
-    possible_duplicate: bool = False
+    fields: Mapping[str, Any]
+    result: SendResult | None
+    error: SMTPError | None
+    attempted: bool
+    possible_duplicate: bool
+
+    def __init__(self, index: int, fields: Mapping[str, Any], result: SendResult | None = None,
+                 error: SMTPError | None = None, attempted: bool = True, possible_duplicate: bool = False) -> None:
+        self.index = index
+        self.fields = fields
+        self.result = result
+        self.error = error
+        self.attempted = attempted
+        self.possible_duplicate = possible_duplicate
 
     @property
     def ok(self) -> bool:

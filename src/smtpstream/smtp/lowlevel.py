@@ -19,8 +19,6 @@ reply, whose ``text`` is LuaSocket's ``ext``).
 """
 from __future__ import annotations
 
-import dataclasses
-
 from .. import ltn12
 from .blocking import Session
 from .client import Client, _chunks
@@ -62,7 +60,7 @@ class Connection(Session):
         fields = {"user": user, "password": password}
         if mechanism is not None:
             fields["auth"] = mechanism
-        self.client.settings = dataclasses.replace(self.client.settings, **fields)
+        self.client.settings = self.client.settings._replace(**fields)
         return self._run(self.client._authenticate())
 
     def login(self, user: str, password: str) -> Reply | None:

@@ -12,8 +12,8 @@ more than :data:`MAX_REPLY_LINES` lines is the server's fault
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
+from ._value import Value
 from .errors import RemoteProtocolError
 
 TYPE_CHECKING = False
@@ -42,14 +42,20 @@ _QUEUE_ID = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(Value):
     """One server reply: ``code``, the text ``lines`` (without the code), and the
-    ``command`` it answers (``None`` for an unsolicited 421)."""
+    ``command`` it answers (``None`` for an unsolicited 421; not compared)."""
 
+    __slots__ = _fields = ("code", "lines", "command")
+    _compared = ("code", "lines")
     code: int
     lines: tuple[str, ...]
-    command: Any = field(default=None, compare=False)
+    command: Any
+
+    def __init__(self, code: int, lines: tuple[str, ...], command: Any = None) -> None:
+        object.__setattr__(self, "code", code)
+        object.__setattr__(self, "lines", lines)
+        object.__setattr__(self, "command", command)
 
     @property
     def text(self) -> str:
