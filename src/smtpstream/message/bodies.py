@@ -7,10 +7,10 @@ first asked for and closed when the last chunk has been read.
 """
 from __future__ import annotations
 
+import _thread  # threading.Lock is _thread's lock; threading costs milliseconds to import
 import io
 import os
 import stat
-import threading
 
 from .. import filters
 from ..filters import CleanLines
@@ -282,7 +282,7 @@ class CachedBody(Body):
         self.seven_bit = inner.seven_bit
         self.short_lines = inner.short_lines
         self._threshold = threshold
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._memory: bytes | None = None
         self._file: Any = None
         self._size = 0

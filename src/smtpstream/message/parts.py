@@ -7,7 +7,6 @@ they mix freely with hand-written LuaSocket-style tables.
 from __future__ import annotations
 
 import os
-import re
 
 from . import headers as hdr
 from .bodies import (
@@ -18,6 +17,7 @@ from .bodies import (
     BytesBody,
     CachedBody,
 )
+from .._lazyre import Pattern
 from ..filters import CleanLines
 from .builder import MessageError, _base64, encode_text
 
@@ -73,7 +73,7 @@ def _body_for(source: Any) -> tuple[Body, str | None]:
     return Base64SourceBody(source), None
 
 
-_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\Z")
+_TOKEN = Pattern(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\Z")
 
 
 def _check_token(what: str, value: Any) -> None:

@@ -9,8 +9,8 @@ slow a whole pool down. No I/O and no threads here.
 """
 from __future__ import annotations
 
+import _thread  # threading.Lock is _thread's lock; threading costs milliseconds to import
 import itertools
-import threading
 from collections.abc import Mapping
 
 from ..message import MessageSource
@@ -210,7 +210,7 @@ class Batch:
         self.backoff = backoff
         self.on_result = on_result
         self.resend_unknown = resend_unknown
-        self._lock = threading.Lock()  # the pool's threads file results concurrently
+        self._lock = _thread.allocate_lock()  # the pool's threads file results concurrently
         self.results: dict[int, BulkResult] = {}
         #: Jobs handed to a connection and not yet filed, by index.
         self.open: dict[int, Job] = {}
@@ -341,7 +341,7 @@ class Batch:
         the batch: it is raised by :meth:`conclude`, after every known outcome."""
         items = iter(messages)
         counter = itertools.count()
-        lock = threading.Lock()
+        lock = _thread.allocate_lock()
 
         def take() -> Job | None:
             with lock:

@@ -22,8 +22,6 @@ The fields of ``send()``, timeouts, the envelope and the result are in
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import sys
 from collections import deque
 
@@ -564,8 +562,8 @@ class Client:
                 if rounds > MAX_AUTH_ROUNDS:
                     raise LocalProtocolError(f"AUTH {name}: more than {MAX_AUTH_ROUNDS} challenges")
                 try:
-                    challenge = base64.b64decode(reply.lines[0].strip() if reply.lines else "", validate=True)
-                except (binascii.Error, ValueError):
+                    challenge = auth.unb64(reply.lines[0].strip() if reply.lines else "")
+                except ValueError:  # binascii.Error included
                     raise LocalProtocolError(f"AUTH {name}: the server's 334 challenge is not base64") from None
                 answer = auth.b64(mechanism.respond(challenge))
             except LocalProtocolError as exc:

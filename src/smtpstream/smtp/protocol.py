@@ -31,10 +31,10 @@ their length; nothing is stuffed.
 """
 from __future__ import annotations
 
-import re
 from collections import deque
 
 from .. import filters
+from .._lazyre import Pattern
 from ._value import Value
 from ._state import (
     COMPLETES,
@@ -112,11 +112,13 @@ class ConnectionClosed(Value):
 
 # C0 controls, DEL and C1 controls: CR, LF and NUL would inject commands or
 # cut the line; the others have no business in an SMTP argument either.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_PARAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*(?:=[^\x00-\x20=\x7f]+)?\Z")
-_DOMAIN = re.compile(r"(?:\[[^\[\]\s]+\]|[^\s\[\]<>@]+)\Z")
-_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
-_SPACE = re.compile(r"\s")
+_CONTROL = Pattern(r"[\x00-\x1f\x7f-\x9f]")
+_PARAM = Pattern(r"[A-Za-z0-9][A-Za-z0-9-]*(?:=[^\x00-\x20=\x7f]+)?\Z")
+_DOMAIN = Pattern(r"(?:\[[^\[\]\s]+\]|[^\s\[\]<>@]+)\Z")
+_BASE64 = Pattern(r"[A-Za-z0-9+/]*={0,2}\Z")
+_SPACE = Pattern(r"\s")
+_QUOTED = Pattern(r'"(?:[^"\\]|\\.)*"')
+_MECHANISM = Pattern(r"[A-Z0-9_-]{1,20}")
 
 
 def _refuse_controls(value: str, what: str) -> None:
@@ -147,7 +149,7 @@ def check_address(address: str, what: str = "address", *, null_ok: bool = False)
         raise LocalProtocolError(f"{what} {address!r} has '<' or '>' inside: give a bare address")
     rest = inner
     if inner.startswith('"'):  # a quoted local part may hold spaces (RFC 5321 4.1.2)
-        end = re.match(r'"(?:[^"\\]|\\.)*"', inner)
+        end = _QUOTED.match(inner)
         if end is None:
             raise LocalProtocolError(f"{what} {address!r} has an unterminated quoted local part")
         rest = inner[end.end():]
@@ -234,7 +236,7 @@ class Auth(Command):
     verb: ClassVar[Verb] = Verb.AUTH
 
     def __init__(self, mechanism: str, initial_response: str | None = None) -> None:
-        if not re.fullmatch(r"[A-Z0-9_-]{1,20}", mechanism):
+        if not _MECHANISM.fullmatch(mechanism):
             raise LocalProtocolError(f"malformed SASL mechanism name {mechanism!r}")
         if initial_response is not None:
             _check_sasl(initial_response, allow_equals=True)

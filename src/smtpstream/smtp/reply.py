@@ -11,8 +11,8 @@ more than :data:`MAX_REPLY_LINES` lines is the server's fault
 """
 from __future__ import annotations
 
-import re
 
+from .._lazyre import Pattern
 from ._value import Value
 from .errors import RemoteProtocolError
 
@@ -29,16 +29,16 @@ MAX_REPLY_LINE = 8192
 MAX_REPLY_LINES = 1000
 
 # RFC 3463: class.subject.detail, where class repeats the reply's first digit.
-_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
+_ENHANCED = Pattern(r"([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 
 # Queue ids as common MTAs print them in the final 250 (postfix, exim,
 # sendmail, Exchange, Gmail, our test servers). None when nothing matches.
 _QUEUE_ID = [
-    re.compile(r"queued as\s+<?([^\s>]+)", re.I),
-    re.compile(r"\bid=([\w.-]+)", re.I),
-    re.compile(r"^([\w.-]+) Message accepted for delivery", re.I),
-    re.compile(r"<([^>\s]+)>.*Queued mail for delivery", re.I),
-    re.compile(r"OK\s+\d+\s+(\S+)\s+-\s+gsmtp", re.I),
+    Pattern(r"(?i)queued as\s+<?([^\s>]+)"),
+    Pattern(r"(?i)\bid=([\w.-]+)"),
+    Pattern(r"(?i)^([\w.-]+) Message accepted for delivery"),
+    Pattern(r"(?i)<([^>\s]+)>.*Queued mail for delivery"),
+    Pattern(r"(?i)OK\s+\d+\s+(\S+)\s+-\s+gsmtp"),
 ]
 
 
