@@ -51,7 +51,6 @@ would make it wait, an async iterable is not ready).
 from __future__ import annotations
 
 import math
-import signal
 import threading
 import time
 from collections import deque
@@ -322,6 +321,8 @@ class _Settings:
 
 
 def _block_sigint() -> Any:
+    import signal  # here: signal takes milliseconds to import (its enums)
+
     if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
         return None
     return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -329,6 +330,8 @@ def _block_sigint() -> Any:
 
 def _restore_sigint(mask: Any) -> None:
     if mask is not None:
+        import signal
+
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
