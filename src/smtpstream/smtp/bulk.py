@@ -13,7 +13,6 @@ import _thread  # threading.Lock is _thread's lock; threading costs milliseconds
 import itertools
 from collections.abc import Mapping
 
-from ..message import MessageSource
 from ._value import Value
 from .errors import (
     SMTPError,
@@ -23,7 +22,7 @@ from .errors import (
     SMTPUnknownOutcome,
 )
 from .emailmsg import is_message
-from .options import MessageSpec, SendResult, message_spec, split_fields
+from .options import MessageSpec, SendResult, is_message_source, message_spec, split_fields
 from .reply import Reply
 
 TYPE_CHECKING = False
@@ -141,14 +140,14 @@ def resendable(fields: Mapping[str, Any]) -> bool:
     truncated after its first attempt consumed part of it.
     """
     source = fields.get("source")
-    if isinstance(source, MessageSource):
+    if is_message_source(source):
         return not source.started or source.replayable
     return isinstance(source, (list, tuple, bytes, bytearray, memoryview)) or is_message(source)
 
 
 def _started(fields: Mapping[str, Any]) -> bool:
     source = fields.get("source")
-    return isinstance(source, MessageSource) and source.started
+    return is_message_source(source) and source.started
 
 
 def refuse_coroutine_function(on_result: Any) -> None:

@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping
 from .. import filters, ltn12
 from ..defaults import lookup
 from ..ltn12._common import not_a_chunk
-from ..message import MessageSource
 from . import auth, emailmsg
 from ._value import Value
 from .errors import LocalProtocolError, SMTPSourceError, bind_smtplib
@@ -27,6 +26,8 @@ from .window import Window, window_of
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
     from typing import Any, Callable, Iterator
+
+    from ..message import MessageSource
 
 __all__ = [
     "DEFAULT_TIMEOUTS",
@@ -384,6 +385,13 @@ class AsyncChunks:
         return chunk
 
 
+def is_message_source(source: Any) -> bool:
+    """Whether ``source`` is a ``message()`` source, without importing the message package:
+    none can exist before it is imported (a sender that never builds one never loads it)."""
+    builder = sys.modules.get("smtpstream.message.builder")
+    return builder is not None and isinstance(source, builder.MessageSource)
+
+
 def is_async_source(source: Any) -> bool:
     return hasattr(source, "__aiter__") and not hasattr(source, "__iter__")
 
@@ -477,7 +485,7 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
     if emailmsg.is_message(source):
         return _email_spec(source, fields)
     check_source(source)
-    if isinstance(source, MessageSource) and source.started:
+    if is_message_source(source) and source.started:
         # Read before (a send that failed midway, or one that went through):
         # its tail under the whole message's SIZE would be stored as the message.
         if not source.replayable:
