@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import smtpstream.smtp
+from smtpstream import filters
 from smtpstream.message import builder
 
 # Each costs milliseconds at import and is needed only by some uses.
@@ -19,8 +20,10 @@ HEAVY = ("ssl", "email", "asyncio", "logging", "secrets", "hmac", "hashlib", "id
 # Needed by no part of the sender at import: annotations are strings (typing only
 # under TYPE_CHECKING), values are plain classes (no dataclasses, which imports
 # inspect), regexes compile on first use (no re), socket and signal come with
-# the first connection, a pool's SIGINT mask.
-LEAN = ("typing", "dataclasses", "inspect", "re", "socket", "signal", "datetime", "copy", "base64")
+# the first connection, a pool's SIGINT mask. (The filters' pure-Python twin
+# works with regexes: re only with the compiled extension.)
+LEAN = ("typing", "dataclasses", "inspect", "socket", "signal", "datetime", "copy", "base64",
+        *(("re",) if filters.IMPLEMENTATION == "cython" else ()))
 
 
 def imported_after(code: str) -> set[str]:

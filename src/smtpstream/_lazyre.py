@@ -5,7 +5,7 @@ and ``re`` itself (with ``enum`` and ``functools`` under it) were a good part
 of ``import smtpstream.smtp``. A :class:`Pattern` costs nothing until a
 method is first looked up: then it compiles and keeps the compiled
 pattern's methods and attributes as its own, so later calls go straight to
-them.
+them (about as fast as calling the compiled pattern's).
 """
 from __future__ import annotations
 
@@ -22,14 +22,19 @@ _KEPT = ("match", "fullmatch", "search", "sub", "subn", "split", "findall", "fin
 class Pattern:
     """``re.compile(pattern, flags)``, done the first time it is used."""
 
+    # Empty slots until the first use: reading one raises AttributeError, which
+    # calls __getattr__. Filled, they are read as fast as the compiled pattern's.
+    __slots__ = ("_source", *_KEPT)
+
     def __init__(self, pattern: str, flags: int = 0) -> None:
         self._source = (pattern, flags)
 
-    def __getattr__(self, name: str) -> Any:  # only until the first use: then the instance has them
+    def __getattr__(self, name: str) -> Any:
         import re
 
         compiled = re.compile(*self._source)
-        self.__dict__.update({attr: getattr(compiled, attr) for attr in _KEPT})
+        for attr in _KEPT:
+            setattr(self, attr, getattr(compiled, attr))
         return getattr(compiled, name)
 
     def __repr__(self) -> str:
