@@ -32,12 +32,13 @@ if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
 __all__ = ["attachment", "inline", "text", "html", "alternative", "related", "cached", "Part"]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Part":  # a TypedDict: typing only for those who use it
-        from ._parttype import Part
+if not TYPE_CHECKING:  # hidden from type checkers: they see the import above
+    def __getattr__(name: str) -> Any:
+        if name == "Part":  # a TypedDict: typing only for those who use it
+            from ._parttype import Part
 
-        return Part
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+            return Part
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _guess_type(filename: str | None) -> str:

@@ -275,7 +275,8 @@ def _check_sasl(data: str, allow_equals: bool) -> None:
 
 
 class Mail(Command):
-    """``MAIL FROM:<address> params``; ``address`` may be "" for the null sender. ``path`` is the checked ``<address>`` (not compared)."""
+    """``MAIL FROM:<address> params``; ``address`` may be "" for the null sender.
+    ``path`` is the checked ``<address>`` (not compared)."""
 
     __slots__ = _fields = ("address", "params", "path")
     __match_args__ = ("address", "params")
