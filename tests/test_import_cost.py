@@ -8,12 +8,22 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given, strategies as st
 
+import smtpstream.smtp
+from smtpstream import filters
 from smtpstream.message import builder
 
 # Each costs milliseconds at import and is needed only by some uses.
 HEAVY = ("ssl", "email", "asyncio", "logging", "secrets", "hmac", "hashlib", "idna", "mimetypes", "urllib")
+# Needed by no part of the sender at import: annotations are strings (typing only
+# under TYPE_CHECKING), values are plain classes (no dataclasses, which imports
+# inspect), regexes compile on first use (no re), socket and signal come with
+# the first connection, a pool's SIGINT mask. (The filters' pure-Python twin
+# works with regexes: re only with the compiled extension.)
+LEAN = ("typing", "dataclasses", "inspect", "socket", "signal", "datetime", "copy", "base64",
+        *(("re",) if filters.IMPLEMENTATION == "cython" else ()))
 
 
 def imported_after(code: str) -> set[str]:
@@ -24,11 +34,39 @@ def imported_after(code: str) -> set[str]:
 
 
 def test_importing_the_sender_pulls_in_no_heavy_module():
-    assert imported_after("import smtpstream.smtp") & set(HEAVY) == set()
+    # Every public name resolved: what a program that sends loads, not only the package.
+    assert imported_after("from smtpstream.smtp import *") & {*HEAVY, *LEAN} == set()
 
 
 def test_importing_the_pool_pulls_in_no_heavy_module():
-    assert imported_after("import smtpstream.pool") & set(HEAVY) == set()
+    assert imported_after("import smtpstream.pool") & {*HEAVY, *LEAN} == set()
+
+
+def test_the_command_line_imports_what_its_command_needs():
+    assert imported_after("import smtpstream.cli") & {"typing", "json", "csv", "hashlib", "tempfile", "socket"} == set()
+
+
+def test_the_sender_package_loads_its_modules_on_first_use():
+    code = ("import sys, smtpstream.smtp as smtp\n"
+            "print(sorted(m for m in sys.modules if m.startswith('smtpstream')))\n"
+            "smtp.PORT = 2525\n"
+            "assert smtp.message.__module__ == 'smtpstream.message.builder'\n"
+            "from smtpstream.message import builder\n"
+            "from smtpstream.smtp import blocking, errors, lowlevel, options, protocol, reply\n"
+            "homes = (blocking, errors, lowlevel, options, protocol, reply)\n"
+            "for name in smtp.__all__:\n"
+            "    value = getattr(smtp, name)\n"
+            "    assert name in ('message', 'SERVER', 'PORT', 'DOMAIN', 'TIMEOUT', 'ZONE') or any(\n"
+            "        getattr(home, name, None) is value for home in homes), name\n"
+            "assert smtp.PORT == 2525 and smtp.options.DEFAULT_TIMEOUTS is smtp.DEFAULT_TIMEOUTS\n"
+            "assert set(smtp.__all__) <= set(dir(smtp))\n"
+            "import smtpstream\n"
+            "assert smtpstream.ltn12.BLOCKSIZE and smtpstream.message.text")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['smtpstream',", "'smtpstream.defaults',", "'smtpstream.smtp']"]
+    with pytest.raises(AttributeError, match="no attribute 'sned'"):
+        smtpstream.smtp.sned  # noqa: B018
 
 
 def test_a_plain_message_is_built_without_the_email_package():

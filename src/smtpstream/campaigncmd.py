@@ -16,11 +16,8 @@ Exit codes of ``send`` and ``retry`` (those of ``smtpstream send``, plus 3)::
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 import time
-from typing import Any, TextIO
 
 from .sendcmd import (
     EXIT_NOINPUT,
@@ -33,6 +30,10 @@ from .sendcmd import (
     connection_fields,
     read_text,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, TextIO
 
 EXIT_DEFERRED = 3
 EXIT_SIGTERM = 143
@@ -224,6 +225,8 @@ def run_campaign_retry(args: argparse.Namespace) -> int:
 
 
 def _run(campaign: Any, progress: Progress | None, call: Any, options: dict[str, Any]) -> int:
+    import json  # here, as csv below: --help and the other commands need neither
+
     from .campaign import CampaignError, CampaignStopped
 
     # Before sending: a retry after a crash needs them.
@@ -307,6 +310,8 @@ class Progress:
 def run_campaign_status(args: argparse.Namespace) -> int:
     counts = _read_only(args.journal).counts()
     if args.json:
+        import json
+
         print(json.dumps(counts, sort_keys=True))
     else:
         print(summary(counts))
@@ -319,6 +324,8 @@ def run_campaign_report(args: argparse.Namespace) -> int:
     from .campaign import REPORT_FIELDS
 
     journal = _read_only(args.journal)
+    import csv
+
     out = sys.stdout if args.csv == "-" else open(args.csv, "w", newline="", encoding="utf-8")
     try:
         writer = csv.writer(out)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import BinaryIO, Sequence
 
 from . import filters
 from .campaigncmd import add_campaign_parser
 from .sendcmd import EXIT_USAGE, add_send_parser, main_guard
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import BinaryIO, Sequence
 
 CHUNK = 64 * 1024
 

@@ -21,7 +21,10 @@ Values that depart from LuaSocket's, on purpose:
 from __future__ import annotations
 
 import sys
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any
 
 NAMES = ("SERVER", "PORT", "DOMAIN", "TIMEOUT", "ZONE")
 __all__ = [*NAMES, "NAMES", "lookup"]

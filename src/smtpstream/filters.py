@@ -17,7 +17,8 @@ The implementation is chosen once, at import: the Cython extension
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing takes milliseconds to import
 
 __all__ = [
     "IMPLEMENTATION",

@@ -22,9 +22,12 @@ are not called after that, so their own state stays that of a fresh filter.
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional, Sequence
 
 from .filters import CleanLines
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Optional, Sequence
 
 __all__ = ["Base64Lines", "fuse"]
 

@@ -51,18 +51,20 @@ would make it wait, an async iterable is not ready).
 from __future__ import annotations
 
 import math
-import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, Callable, Iterable
 
 from .smtp import blocking
 from .smtp.bulk import Batch, BulkResult, Job, backs_off, refuse_coroutine_function
 from .smtp.client import LATER
 from .smtp.errors import SMTPError, SMTPServerDisconnected
 from .smtp.options import connection_settings, split_fields
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Callable, Iterable
 
 __all__ = ["Pool", "AsyncPool", "BulkResult", "RateLimit", "CircuitBreaker", "backs_off"]
 
@@ -319,6 +321,8 @@ class _Settings:
 
 
 def _block_sigint() -> Any:
+    import signal  # here: signal takes milliseconds to import (its enums)
+
     if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
         return None
     return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -326,6 +330,8 @@ def _block_sigint() -> Any:
 
 def _restore_sigint(mask: Any) -> None:
     if mask is not None:
+        import signal
+
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 

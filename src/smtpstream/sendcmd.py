@@ -15,12 +15,13 @@ Exit codes (scripts may rely on them; see :data:`EXIT_CODES`)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
-import tempfile
 import time
-from typing import Any, Iterator, TextIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Iterator, TextIO
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -285,7 +286,9 @@ def run_demo(args: argparse.Namespace) -> int:
     """Start the dev server, send a real multipart message through it, read it back."""
     import email
     import email.policy
+    import hashlib
     import mailbox
+    import tempfile
 
     from .devserver import DevServer
     from .message import attachment, message, text

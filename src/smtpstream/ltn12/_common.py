@@ -1,7 +1,7 @@
 """Pieces shared by the ltn12 modules: the block size, the exceptions, the type names."""
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional, Union
+from collections.abc import Callable, Iterable
 
 __all__ = [
     "BLOCKSIZE",
@@ -27,13 +27,14 @@ __all__ = [
 #: only trades memory for speed.
 BLOCKSIZE = 65536
 
-Chunk = Union[bytes, bytearray, memoryview]
+# Written without typing (slow to import), as aliases both type checkers read.
+Chunk = bytes | bytearray | memoryview
 #: An iterable of chunks, or a LuaSocket-style callable returning chunks then None.
-Source = Union[Iterable[Chunk], Callable[[], Optional[Chunk]]]
+Source = Iterable[Chunk] | Callable[[], Chunk | None]
 #: ``f(chunk) -> bytes``; ``f(None) -> bytes`` once, at the end (docs/filters.md).
-Filter = Callable[[Optional[Chunk]], bytes]
+Filter = Callable[[Chunk | None], bytes]
 #: ``snk(chunk)``; ``snk(None)`` is the end of data. The return value is ignored.
-Sink = Callable[[Optional[Chunk]], object]
+Sink = Callable[[Chunk | None], object]
 
 BYTES_LIKE = (bytes, bytearray, memoryview)
 

@@ -8,10 +8,13 @@ can at each call.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
 
 from ..fused import fuse
 from ._common import Chunk, Filter, filter_returned_none
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Callable, Optional
 
 __all__ = ["chain", "cycle"]
 

@@ -6,10 +6,13 @@ the data were whole. (LuaSocket's pump passes ``nil, err`` to the sink.)
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional
 
 from ._common import Chunk, Sink, Source
 from .source import iterate
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Callable, Iterator, Optional
 
 __all__ = ["step", "all"]
 

@@ -9,7 +9,6 @@ not finished (a file sink leaves its file open), and the caller cleans up.
 from __future__ import annotations
 
 import io
-from typing import Any, Callable, Optional
 
 from ._common import (
     Chunk,
@@ -20,6 +19,10 @@ from ._common import (
     filter_returned_none,
 )
 from .filter import chain as _filter_chain
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Callable, Optional
 
 __all__ = ["table", "file", "null", "error", "chain", "simplify"]
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator
-from typing import Any, Callable, NoReturn, Optional
 
 from ._common import (
     BLOCKSIZE,
@@ -34,6 +33,10 @@ from ._common import (
     not_a_chunk,
 )
 from .filter import chain as _filter_chain
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Callable, NoReturn, Optional
 
 __all__ = [
     "iterate",

@@ -8,13 +8,16 @@ table's shape and where we depart from LuaSocket.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from .bodies import Body, CachedBody
 from .builder import MessageError, MessageSource, SharedBody, encode_text, message, shared
 from .headers import HeaderError
 from .parts import alternative, attachment, cached, html, inline, related, text
 from .fromemail import from_email
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any
 
 __all__ = [
     "message", "MessageSource", "MessageError", "HeaderError", "Body", "CachedBody",

@@ -7,17 +7,20 @@ first asked for and closed when the last chunk has been read.
 """
 from __future__ import annotations
 
+import _thread  # threading.Lock is _thread's lock; threading costs milliseconds to import
 import io
 import os
 import stat
-import threading
-from typing import Any, BinaryIO, Iterator, Union
 
 from .. import filters
 from ..filters import CleanLines
 from ..ltn12 import BLOCKSIZE
 from ..fused import Base64Lines
 from ..ltn12.source import Chained, iterate
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, BinaryIO, Iterator, Union
 
 __all__ = [
     "Body",
@@ -279,7 +282,7 @@ class CachedBody(Body):
         self.seven_bit = inner.seven_bit
         self.short_lines = inner.short_lines
         self._threshold = threshold
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._memory: bytes | None = None
         self._file: Any = None
         self._size = 0

@@ -21,17 +21,18 @@ from __future__ import annotations
 
 import functools
 import os
-import re
-import socket
 import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
 
 from .. import __version__, filters
+from .._lazyre import Pattern
 from ..defaults import lookup
 from . import headers as hdr
 from .bodies import MAX_LINE, Body, BytesBody, CachedBody, SourceBody, longest_line
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Iterator
 
 __all__ = ["message", "MessageSource", "MessageError"]
 
@@ -339,7 +340,7 @@ def _content_type(value: Any) -> tuple[str, str]:
 
 
 # boundary=, and its RFC 2231 forms boundary*=, boundary*0=, boundary*0*=
-_BOUNDARY_PARAM = re.compile(r';\s*boundary(?:\*\d*\*?)?\s*=\s*(?:"(?:[^"\\]|\\.)*"|[^;]*)', re.I)
+_BOUNDARY_PARAM = Pattern(r'(?i);\s*boundary(?:\*\d*\*?)?\s*=\s*(?:"(?:[^"\\]|\\.)*"|[^;]*)')
 
 
 def _new_boundary() -> bytes:
@@ -524,7 +525,7 @@ def _optional_text(value: Any, what: str) -> bytes | None:
     return _crlf(_as_bytes(value, what))
 
 
-_ZONE = re.compile(r"([+-])([01][0-9]|2[0-3])([0-5][0-9])")
+_ZONE = Pattern(r"([+-])([01][0-9]|2[0-3])([0-5][0-9])")
 
 
 def _date(zone: Any) -> str:
@@ -544,6 +545,8 @@ def _date(zone: Any) -> str:
     last = _last_date
     if last[0] == key:
         return last[1]
+    from datetime import datetime, timedelta, timezone  # here: once a second at most, and not at import
+
     now = datetime.fromtimestamp(second, timezone.utc)
     if zone is None:
         text = _rfc5322_date(now.astimezone())
@@ -588,6 +591,8 @@ def _offset(when: datetime) -> str:
 def _message_id_domain(sender: str | None) -> str:
     if sender and "@" in sender:
         return sender.rsplit("@", 1)[1]
+    import socket  # here: a transport imports it anyway, a message alone seldom needs it
+
     host = socket.gethostname()  # no DNS lookup: just the kernel's name
     return host if "." in host else "localhost.localdomain"
 
@@ -679,7 +684,7 @@ def unsubscribe_headers(uris: Any, given: Mapping[str, Any] = {}) -> dict[str, s
     return out
 
 
-_NOT_IN_URI = re.compile(r"[\s<>,\x00-\x1f\x7f]")
+_NOT_IN_URI = Pattern(r"[\s<>,\x00-\x1f\x7f]")
 
 
 def shared(body: Any) -> SharedBody:

@@ -16,10 +16,13 @@ read.
 """
 from __future__ import annotations
 
-from typing import Any
 
 from .builder import MessageError, MessageSource, message
 from . import headers as hdr
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any
 
 __all__ = ["from_email"]
 

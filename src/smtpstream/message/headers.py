@@ -27,12 +27,15 @@ structured fields, which must already be ASCII.
 """
 from __future__ import annotations
 
-import base64
+import binascii
 import functools
-import re
-from typing import Iterable, Union
 
+from .._lazyre import Pattern
 from ..idn import to_ascii
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Iterable, Union
 
 __all__ = [
     "HeaderError",
@@ -110,7 +113,7 @@ _UPPER_WORDS = {
     )
 }
 
-_FTEXT = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 3.6.8: printable ASCII except ":"
+_FTEXT = Pattern(r"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 3.6.8: printable ASCII except ":"
 
 
 def check_name(name: str) -> None:
@@ -142,12 +145,12 @@ def canonical_name(name: str) -> str:
 
 # ---------------------------------------------------------------- value checks
 
-_INJECTION = re.compile(r"[\r\n\0]")
-_NOT_VCHAR = re.compile(r"[^\x21-\x7e]")  # anything but printable, non-space ASCII
-_NOT_TEXT = re.compile(r"[^\x20-\x7e\t]")  # anything but printable ASCII and WSP
-_WSP_RUNS = re.compile(r"([ \t]+)")
-_WORDS = re.compile(r"[ \t]*[^ \t]+")
-_ONE_LINE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")  # printable ASCII words, single spaces
+_INJECTION = Pattern(r"[\r\n\0]")
+_NOT_VCHAR = Pattern(r"[^\x21-\x7e]")  # anything but printable, non-space ASCII
+_NOT_TEXT = Pattern(r"[^\x20-\x7e\t]")  # anything but printable ASCII and WSP
+_WSP_RUNS = Pattern(r"([ \t]+)")
+_WORDS = Pattern(r"[ \t]*[^ \t]+")
+_ONE_LINE = Pattern(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")  # printable ASCII words, single spaces
 
 
 def _check_injection(where: str, value: str) -> None:
@@ -199,7 +202,7 @@ def _encoded_word(text: str) -> str:
     """``text`` as one encoded word, Q or B, whichever is shorter (Q on a tie)."""
     data = text.encode(_CHARSET)
     q = "".join(_Q_MAP[b] for b in data)
-    b = base64.b64encode(data).decode("ascii")
+    b = binascii.b2a_base64(data, newline=False).decode("ascii")  # base64.b64encode, without importing re
     if len(b) < len(q):
         return f"=?{_CHARSET}?b?{b}?="
     return f"=?{_CHARSET}?q?{q}?="
@@ -249,7 +252,7 @@ def rfc2047_word_fallback(text: str) -> str:
             nbytes += n
             end += 1
         data = text[start:end].encode(_CHARSET)
-        words.append(f"=?{_CHARSET}?b?{base64.b64encode(data).decode('ascii')}?=")
+        words.append(f"=?{_CHARSET}?b?{binascii.b2a_base64(data, newline=False).decode('ascii')}?=")
         start = end
     return " ".join(words)
 
@@ -437,18 +440,18 @@ def _unstructured_items(value: str, field: str) -> list[Item]:
 # ---------------------------------------------------------------- phrases and addresses
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+"
-_PLAIN_PHRASE = re.compile(rf"{_ATEXT}(?: {_ATEXT})*")
-_DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
-_QUOTED_LOCAL = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\t]|\\[\x20-\x7e\t])*"')
-_DOMAIN_LITERAL = re.compile(r"\[[\x21-\x5a\x5e-\x7e]*\]")
+_PLAIN_PHRASE = Pattern(rf"{_ATEXT}(?: {_ATEXT})*")
+_DOT_ATOM = Pattern(rf"{_ATEXT}(?:\.{_ATEXT})*")
+_QUOTED_LOCAL = Pattern(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\t]|\\[\x20-\x7e\t])*"')
+_DOMAIN_LITERAL = Pattern(r"\[[\x21-\x5a\x5e-\x7e]*\]")
 _DOT_ATOM_TEXT = rf"{_ATEXT}(?:\.{_ATEXT})*"
 # The common mailbox, "Plain Name <local@domain>" or "local@domain" (ASCII,
 # no comments, no quotes): read without the general parser, same result.
-_BARE_ADDRESS = re.compile(rf"{_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT}")  # one ASCII addr-spec, nothing around it
+_BARE_ADDRESS = Pattern(rf"{_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT}")  # one ASCII addr-spec, nothing around it
 # One mailbox as a header writes it unchanged: "Plain Name <local@domain>"
 # (atoms and single spaces; "=?" excluded: the folder encodes such a name), or a bare addr-spec.
-_ONE_LINE_MAILBOX = re.compile(rf"(?:{_ATEXT}(?: {_ATEXT})* <{_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT}>|{_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT})")
-_SIMPLE_MAILBOX = re.compile(
+_ONE_LINE_MAILBOX = Pattern(rf"(?:{_ATEXT}(?: {_ATEXT})* <{_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT}>|{_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT})")
+_SIMPLE_MAILBOX = Pattern(
     rf"[ \t]*(?:({_ATEXT}(?: {_ATEXT})*)[ \t]*<({_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT})>|<?({_DOT_ATOM_TEXT}@{_DOT_ATOM_TEXT})>?)[ \t]*"
 )
 # A display name with a longer word or white-space run is encoded, so that
@@ -471,7 +474,7 @@ def _phrase_items(text: str) -> list[Item]:
 
 #: Comments nested deeper than this in an address header are refused.
 MAX_COMMENT_DEPTH = 50
-_ONE_MAILBOX = re.compile(r'[^"(),:;<>\\]*(?:<[^"(),:;<>\\]*>[^"(),:;<>\\]*)?')
+_ONE_MAILBOX = Pattern(r'[^"(),:;<>\\]*(?:<[^"(),:;<>\\]*>[^"(),:;<>\\]*)?')
 
 
 def _split_address_list(field: str, value: str) -> list[tuple[str | None, list[str]]]:

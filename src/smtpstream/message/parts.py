@@ -7,8 +7,6 @@ they mix freely with hand-written LuaSocket-style tables.
 from __future__ import annotations
 
 import os
-import re
-from typing import Any, BinaryIO, TypedDict, Union
 
 from . import headers as hdr
 from .bodies import (
@@ -19,19 +17,28 @@ from .bodies import (
     BytesBody,
     CachedBody,
 )
+from .._lazyre import Pattern
 from ..filters import CleanLines
 from .builder import MessageError, _base64, encode_text
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, BinaryIO, Union
+
+    from ._parttype import Part
+
+    PathLike = Union[str, "os.PathLike[str]"]
+
 __all__ = ["attachment", "inline", "text", "html", "alternative", "related", "cached", "Part"]
 
-PathLike = Union[str, "os.PathLike[str]"]
 
+if not TYPE_CHECKING:  # hidden from type checkers: they see the import above
+    def __getattr__(name: str) -> Any:
+        if name == "Part":  # a TypedDict: typing only for those who use it
+            from ._parttype import Part
 
-class Part(TypedDict, total=False):
-    """A part table, as the helpers here return it (``message()`` takes any mapping of this shape)."""
-
-    headers: dict[str, Any]
-    body: Any
+            return Part
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _guess_type(filename: str | None) -> str:
@@ -67,7 +74,7 @@ def _body_for(source: Any) -> tuple[Body, str | None]:
     return Base64SourceBody(source), None
 
 
-_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\Z")
+_TOKEN = Pattern(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\Z")
 
 
 def _check_token(what: str, value: Any) -> None:

@@ -5,7 +5,6 @@ here, never imported: a process that has not imported it has made no TLS connect
 """
 from __future__ import annotations
 
-import socket
 import sys
 from types import ModuleType
 
@@ -21,8 +20,8 @@ _NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LE
 
 def translate(exc: BaseException, phase: str, timeout: float) -> SMTPError:
     """The SMTP exception an I/O error means, carrying the phase it happened in."""
-    # asyncio.TimeoutError is TimeoutError from Python 3.11 on.
-    if isinstance(exc, (socket.timeout, TimeoutError)):
+    # socket.timeout and asyncio.TimeoutError are TimeoutError from Python 3.11 on.
+    if isinstance(exc, TimeoutError):
         return SMTPTimeoutError(f"timed out ({timeout:g} s)", phase=phase)
     ssl = sys.modules.get("ssl")  # not imported: no TLS was used, so exc is no TLS error
     if ssl is not None and isinstance(exc, ssl.SSLError):

@@ -20,10 +20,13 @@ whole EHLO text (spec 5.4 item 8); we match whole keywords of the AUTH line.
 """
 from __future__ import annotations
 
-import base64
-from typing import Iterable
+import binascii
 
 from .errors import LocalProtocolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Iterable
 
 __all__ = [
     "plain",
@@ -41,7 +44,14 @@ __all__ = [
 
 
 def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    return binascii.b2a_base64(data, newline=False).decode("ascii")  # base64.b64encode, without importing re
+
+
+def unb64(text: str) -> bytes:
+    """A challenge decoded, strictly: ValueError for anything but base64 text."""
+    import base64  # here: it imports re, and only a mechanism with challenges needs it
+
+    return base64.b64decode(text, validate=True)
 
 
 def _utf8(value: str, what: str) -> bytes:

@@ -12,17 +12,20 @@ are written as they come, small ones joined first.
 from __future__ import annotations
 
 import select
-import socket
 import sys
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, Iterable, overload
 
-if TYPE_CHECKING:  # pragma: no cover
-    from typing import Unpack
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover - annotations only: typing takes milliseconds to import
+    import socket
+    from typing import Any, Callable, Iterable, Unpack, overload
 
     from .fieldtypes import BulkFields, ConnectionFields, MessageFields, SendFields
     from .reply import Reply
+else:
+    def overload(function):  # typing.overload without typing: the implementation that follows replaces it
+        return function
 
 from ._ioerrors import translate
 from .client import Client, Fetch, Poll, Read, UpgradeTLS, Write
@@ -267,6 +270,8 @@ class Session:
                 self._close_socket()
 
     def _connect(self) -> None:
+        import socket  # here, not at import: socket takes milliseconds to import (its enums)
+
         s = self.settings
         timeout = s.timeouts["connect"]
         try:
@@ -365,7 +370,7 @@ class Session:
                 self._deadline = now + action.timeout
             left = self._deadline - now
             if left <= 0:
-                raise socket.timeout("timed out")
+                raise TimeoutError("timed out")  # socket.timeout
             sock.settimeout(left)
             return sock.recv(RECV_SIZE)
         if type(action) is Poll:

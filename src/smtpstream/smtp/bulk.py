@@ -9,13 +9,11 @@ slow a whole pool down. No I/O and no threads here.
 """
 from __future__ import annotations
 
+import _thread  # threading.Lock is _thread's lock; threading costs milliseconds to import
 import itertools
-import threading
-from dataclasses import dataclass, field
 from collections.abc import Mapping
-from typing import Any, Callable, Iterable
 
-from ..message import MessageSource
+from ._value import Value
 from .errors import (
     SMTPError,
     SMTPInterrupted,
@@ -24,8 +22,12 @@ from .errors import (
     SMTPUnknownOutcome,
 )
 from .emailmsg import is_message
-from .options import MessageSpec, SendResult, message_spec, split_fields
+from .options import MessageSpec, SendResult, is_message_source, message_spec, split_fields
 from .reply import Reply
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Callable, Iterable
 
 __all__ = ["BulkResult", "Batch", "Job", "backs_off", "refuse_coroutine_function", "RATE_LIMIT_STATUS"]
 
@@ -59,8 +61,7 @@ def backs_off(error: BaseException) -> bool:
 _CONSUMED = "the message source was already read; build the message again to resend it"
 
 
-@dataclass
-class BulkResult:
+class BulkResult(Value, frozen=False):
     """The outcome of one message: ``result`` when delivered to someone, else ``error``.
 
     ``fields`` are the message's fields; once a message is delivered to every
@@ -73,12 +74,23 @@ class BulkResult:
     after such a loss has ``possible_duplicate`` set.
     """
 
+    _fields = ("index", "fields", "result", "error", "attempted", "possible_duplicate")
+    _shown = ("index", "result", "error", "attempted", "possible_duplicate")
     index: int
-    fields: Mapping[str, Any] = field(repr=False)
-    result: SendResult | None = None
-    error: SMTPError | None = None
-    attempted: bool = True
-    possible_duplicate: bool = False
+    fields: Mapping[str, Any]
+    result: SendResult | None
+    error: SMTPError | None
+    attempted: bool
+    possible_duplicate: bool
+
+    def __init__(self, index: int, fields: Mapping[str, Any], result: SendResult | None = None,
+                 error: SMTPError | None = None, attempted: bool = True, possible_duplicate: bool = False) -> None:
+        self.index = index
+        self.fields = fields
+        self.result = result
+        self.error = error
+        self.attempted = attempted
+        self.possible_duplicate = possible_duplicate
 
     @property
     def ok(self) -> bool:
@@ -128,14 +140,14 @@ def resendable(fields: Mapping[str, Any]) -> bool:
     truncated after its first attempt consumed part of it.
     """
     source = fields.get("source")
-    if isinstance(source, MessageSource):
+    if is_message_source(source):
         return not source.started or source.replayable
     return isinstance(source, (list, tuple, bytes, bytearray, memoryview)) or is_message(source)
 
 
 def _started(fields: Mapping[str, Any]) -> bool:
     source = fields.get("source")
-    return isinstance(source, MessageSource) and source.started
+    return is_message_source(source) and source.started
 
 
 def refuse_coroutine_function(on_result: Any) -> None:
@@ -197,7 +209,7 @@ class Batch:
         self.backoff = backoff
         self.on_result = on_result
         self.resend_unknown = resend_unknown
-        self._lock = threading.Lock()  # the pool's threads file results concurrently
+        self._lock = _thread.allocate_lock()  # the pool's threads file results concurrently
         self.results: dict[int, BulkResult] = {}
         #: Jobs handed to a connection and not yet filed, by index.
         self.open: dict[int, Job] = {}
@@ -328,7 +340,7 @@ class Batch:
         the batch: it is raised by :meth:`conclude`, after every known outcome."""
         items = iter(messages)
         counter = itertools.count()
-        lock = threading.Lock()
+        lock = _thread.allocate_lock()
 
         def take() -> Job | None:
             with lock:

@@ -22,16 +22,13 @@ The fields of ``send()``, timeouts, the envelope and the result are in
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import sys
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Callable, Generator, Iterable, Iterator
 
 from ..idn import to_ascii
 from . import auth
 from ._state import State, Verb
+from ._value import Value
 from .errors import (
     LocalProtocolError,
     SMTPAuthenticationError,
@@ -68,6 +65,10 @@ from .protocol import (
 )
 from .options import AsyncChunks, MessageSpec, SendResult, Settings, bad_chunk, default_domain
 from .reply import Reply
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Callable, Generator, Iterable, Iterator
 
 __all__ = ["Client", "Write", "Read", "Poll", "UpgradeTLS", "Fetch", "LATER"]
 
@@ -128,17 +129,21 @@ _IDLE = frozenset({State.REFUSED, State.GREETED, State.READY, State.MAIL, State.
 # ------------------------------------------------------------------ I/O actions
 
 
-@dataclass(frozen=True, slots=True)
-class Write:
+class Write(Value):
     """Write these buffers, in order (join small ones; never copy big ones)."""
 
+    __slots__ = _fields = ("buffers", "timeout", "phase")
     buffers: tuple
     timeout: float
     phase: str
 
+    def __init__(self, buffers: tuple, timeout: float, phase: str) -> None:
+        object.__setattr__(self, "buffers", buffers)
+        object.__setattr__(self, "timeout", timeout)
+        object.__setattr__(self, "phase", phase)
 
-@dataclass(frozen=True, slots=True)
-class Read:
+
+class Read(Value):
     """Read once (up to a block); send back the bytes, ``b""`` at end of stream.
 
     ``timeout`` is for the whole reply (RFC 5321 4.5.3.2), not for each read:
@@ -147,21 +152,30 @@ class Read:
     reply a byte at a time cannot hold the connection longer).
     """
 
+    __slots__ = _fields = ("timeout", "phase", "more")
     timeout: float
     phase: str
-    more: bool = False
+    more: bool
+
+    def __init__(self, timeout: float, phase: str, more: bool = False) -> None:
+        object.__setattr__(self, "timeout", timeout)
+        object.__setattr__(self, "phase", phase)
+        object.__setattr__(self, "more", more)
 
 
-@dataclass(frozen=True, slots=True)
-class Poll:
+class Poll(Value):
     """Read only what has already arrived: send back bytes, ``b""`` (closed) or None."""
 
+    __slots__ = _fields = ("timeout", "phase")
     timeout: float
     phase: str
 
+    def __init__(self, timeout: float, phase: str) -> None:
+        object.__setattr__(self, "timeout", timeout)
+        object.__setattr__(self, "phase", phase)
 
-@dataclass(frozen=True, slots=True)
-class UpgradeTLS:
+
+class UpgradeTLS(Value):
     """Do the TLS handshake on the connection now (after STARTTLS's 220) and send back None.
 
     Bytes already received in clear and not yet given to the dialogue are
@@ -169,12 +183,16 @@ class UpgradeTLS:
     closed): the engine refuses them (RFC 3207 5).
     """
 
+    __slots__ = _fields = ("timeout", "phase")
     timeout: float
-    phase: str = "starttls"
+    phase: str
+
+    def __init__(self, timeout: float, phase: str = "starttls") -> None:
+        object.__setattr__(self, "timeout", timeout)
+        object.__setattr__(self, "phase", phase)
 
 
-@dataclass(frozen=True, slots=True)
-class Fetch:
+class Fetch(Value):
     """Call ``fetch(now)`` (awaiting its value when it is awaitable) and send back what it gives.
 
     How :meth:`Client.send_stream` asks for the next message: ``(key, MessageSpec)``,
@@ -186,10 +204,18 @@ class Fetch:
     lets it propagate.
     """
 
+    __slots__ = _fields = ("fetch", "now", "timeout", "phase")
     fetch: Callable[[bool], Any]
-    now: bool = False
-    timeout: float = 0.0
-    phase: str = "fetch"
+    now: bool
+    timeout: float
+    phase: str
+
+    def __init__(self, fetch: Callable[[bool], Any], now: bool = False, timeout: float = 0.0,
+                 phase: str = "fetch") -> None:
+        object.__setattr__(self, "fetch", fetch)
+        object.__setattr__(self, "now", now)
+        object.__setattr__(self, "timeout", timeout)
+        object.__setattr__(self, "phase", phase)
 
 
 class _Later:
@@ -203,7 +229,8 @@ class _Later:
 LATER = _Later()
 
 Action = Write | Read | Poll | UpgradeTLS | Fetch
-Gen = Generator[Action, Any, Any]
+if TYPE_CHECKING:
+    Gen = Generator[Action, Any, Any]
 
 
 
@@ -535,8 +562,8 @@ class Client:
                 if rounds > MAX_AUTH_ROUNDS:
                     raise LocalProtocolError(f"AUTH {name}: more than {MAX_AUTH_ROUNDS} challenges")
                 try:
-                    challenge = base64.b64decode(reply.lines[0].strip() if reply.lines else "", validate=True)
-                except (binascii.Error, ValueError):
+                    challenge = auth.unb64(reply.lines[0].strip() if reply.lines else "")
+                except ValueError:  # binascii.Error included
                     raise LocalProtocolError(f"AUTH {name}: the server's 334 challenge is not base64") from None
                 answer = auth.b64(mechanism.respond(challenge))
             except LocalProtocolError as exc:

@@ -19,18 +19,21 @@ imported it already, so :func:`is_message` only looks in ``sys.modules``
 """
 from __future__ import annotations
 
-import copy
 import io
 import os
-import re
 import sys
-from typing import Any, Iterator
+
+from .._lazyre import Pattern
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Iterator
 
 __all__ = ["is_message", "envelope", "prepare", "PreparedMessage"]
 
 _NL = "\r\n"
-_LINES = re.compile(r"\r\n|\r|\n")
-_FROM_LINE = re.compile(r"^From ", re.MULTILINE)
+_LINES = Pattern(r"\r\n|\r|\n")
+_FROM_LINE = Pattern(r"(?m)^From ")
 
 
 def is_message(obj: Any) -> bool:
@@ -68,6 +71,8 @@ class PreparedMessage:
     __slots__ = ("msg", "policy", "utf8_headers", "eight_bit")
 
     def __init__(self, msg: Any, international: bool) -> None:
+        import copy  # here: only an email.message.Message needs it
+
         shown = copy.copy(msg)  # the caller's message keeps its Bcc
         del shown["Bcc"]
         del shown["Resent-Bcc"]
@@ -126,6 +131,8 @@ def _walk(part: Any, policy: Any) -> Iterator[bytes]:
         # The generator would pick one after writing every part, to be sure no
         # part contains it: 128 random bits make that check needless. Set on a
         # copy: the caller's part is left as it was.
+        import copy
+
         part = copy.copy(part)
         boundary = "=_" + os.urandom(16).hex()
         part.set_boundary(boundary)

@@ -31,9 +31,10 @@ does it at once.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Mapping
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover - annotations only: typing takes milliseconds to import
+    from typing import Mapping
 
-if TYPE_CHECKING:  # pragma: no cover
     from .reply import Reply
 
 __all__ = [

@@ -19,9 +19,6 @@ reply, whose ``text`` is LuaSocket's ``ext``).
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable
-
 from .. import ltn12
 from .blocking import Session
 from .client import Client, _chunks
@@ -29,6 +26,10 @@ from .errors import SMTPDataError, SMTPError, SMTPRecipientsRefused, SMTPSenderR
 from .options import _check_lines, default_domain
 from .protocol import Data, Mail, Rcpt
 from .reply import Reply
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Callable
 
 __all__ = ["open", "Connection"]
 
@@ -59,7 +60,7 @@ class Connection(Session):
         fields = {"user": user, "password": password}
         if mechanism is not None:
             fields["auth"] = mechanism
-        self.client.settings = dataclasses.replace(self.client.settings, **fields)
+        self.client.settings = self.client.settings._replace(**fields)
         return self._run(self.client._authenticate())
 
     def login(self, user: str, password: str) -> Reply | None:

@@ -11,19 +11,23 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import dataclass, field
-from collections.abc import Mapping
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Iterable, Mapping
 
 from .. import filters, ltn12
 from ..defaults import lookup
 from ..ltn12._common import not_a_chunk
-from ..message import MessageSource
 from . import auth, emailmsg
+from ._value import Value
 from .errors import LocalProtocolError, SMTPSourceError, bind_smtplib
 from .protocol import _refuse_controls, check_address, check_domain
 from .reply import Reply
 from .window import Window, window_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any, Callable, Iterator
+
+    from ..message import MessageSource
 
 __all__ = [
     "DEFAULT_TIMEOUTS",
@@ -79,26 +83,46 @@ CONNECTION_FIELDS = frozenset({
 MESSAGE_FIELDS = frozenset({"from", "rcpt", "source", "step", "dsn", "size", "dkim"})
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Connection settings (see ``smtp.send`` for each field)."""
+class Settings(Value):
+    """Connection settings (see ``smtp.send`` for each field); the credentials are never shown.
 
-    server: str = "localhost"
-    port: int = 25
-    domain: str | None = None
-    create: Callable[[], Any] | None = None
-    timeouts: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
-    tls: bool = False
-    starttls: str = "opportunistic"
-    ssl_context: Any = None
-    user: str | None = field(default=None, repr=False)
-    password: str | None = field(default=None, repr=False)
-    token: str | None = field(default=None, repr=False)
-    auth: Any = None
-    chunking: bool = True
-    pipelining: bool = True
+    ``timeouts`` defaults to a copy of :data:`DEFAULT_TIMEOUTS`, ``window``
+    to a new :class:`~smtpstream.smtp.window.Window`.
+    """
+
+    _fields = ("server", "port", "domain", "create", "timeouts", "tls", "starttls", "ssl_context", "user",
+               "password", "token", "auth", "chunking", "pipelining", "window")
+    _shown = ("server", "port", "domain", "create", "timeouts", "tls", "starttls", "ssl_context", "auth",
+              "chunking", "pipelining", "window")
+    server: str
+    port: int
+    domain: str | None
+    create: Callable[[], Any] | None
+    timeouts: Mapping[str, float]
+    tls: bool
+    starttls: str
+    ssl_context: Any
+    user: str | None
+    password: str | None
+    token: str | None
+    auth: Any
+    chunking: bool
+    pipelining: bool
     #: Messages in flight per connection in BDAT mode (smtp/window.py); shared, it adapts.
-    window: Window = field(default_factory=Window)
+    window: Window
+
+    def __init__(self, server: str = "localhost", port: int = 25, domain: str | None = None,
+                 create: Callable[[], Any] | None = None, timeouts: Mapping[str, float] | None = None,
+                 tls: bool = False, starttls: str = "opportunistic", ssl_context: Any = None,
+                 user: str | None = None, password: str | None = None, token: str | None = None,
+                 auth: Any = None, chunking: bool = True, pipelining: bool = True,
+                 window: Window | None = None) -> None:
+        object.__setattr__(self, "__dict__", {
+            "server": server, "port": port, "domain": domain, "create": create,
+            "timeouts": dict(DEFAULT_TIMEOUTS) if timeouts is None else timeouts, "tls": tls,
+            "starttls": starttls, "ssl_context": ssl_context, "user": user, "password": password,
+            "token": token, "auth": auth, "chunking": chunking, "pipelining": pipelining,
+            "window": Window() if window is None else window})
 
     @property
     def credentials(self) -> bool:
@@ -279,8 +303,7 @@ def _xtext(value: str) -> str:
     return "".join(out)
 
 
-@dataclass(frozen=True)
-class DSN:
+class DSN(Value):
     """Delivery status notification requests (RFC 3461), sent only when the server offers DSN.
 
     ``notify``: "NEVER" or some of "SUCCESS", "FAILURE", "DELAY"; ``ret``:
@@ -288,29 +311,30 @@ class DSN:
     recipient's original address (ORCPT=rfc822;...) too.
     """
 
-    notify: tuple[str, ...] | None = None
-    ret: str | None = None
-    envid: str | None = None
-    orcpt: bool = True
+    _fields = ("notify", "ret", "envid", "orcpt")
+    notify: tuple[str, ...] | None
+    ret: str | None
+    envid: str | None
+    orcpt: bool
 
-    def __post_init__(self) -> None:
-        notify = self.notify
+    def __init__(self, notify: tuple[str, ...] | str | None = None, ret: str | None = None,
+                 envid: str | None = None, orcpt: bool = True) -> None:
+        given = notify
         if isinstance(notify, str):
             notify = tuple(n.strip() for n in notify.split(","))
         if notify is not None:
             notify = tuple(n.upper() for n in notify)
             allowed = {"SUCCESS", "FAILURE", "DELAY"}
             if not notify or not (notify == ("NEVER",) or set(notify) <= allowed):
-                raise ValueError(f"DSN notify must be 'NEVER' or some of {sorted(allowed)}, got {self.notify!r}")
-            object.__setattr__(self, "notify", notify)
-        if self.ret is not None:
-            ret = self.ret.upper()
+                raise ValueError(f"DSN notify must be 'NEVER' or some of {sorted(allowed)}, got {given!r}")
+        if ret is not None:
+            given, ret = ret, ret.upper()
             if ret not in ("FULL", "HDRS"):
-                raise ValueError(f"DSN ret must be 'FULL' or 'HDRS', got {self.ret!r}")
-            object.__setattr__(self, "ret", ret)
-        if self.envid is not None:
-            if not isinstance(self.envid, str) or not self.envid.isascii() or not self.envid.isprintable():
-                raise LocalProtocolError(f"DSN envid must be printable ASCII, got {self.envid!r}")
+                raise ValueError(f"DSN ret must be 'FULL' or 'HDRS', got {given!r}")
+        if envid is not None:
+            if not isinstance(envid, str) or not envid.isascii() or not envid.isprintable():
+                raise LocalProtocolError(f"DSN envid must be printable ASCII, got {envid!r}")
+        object.__setattr__(self, "__dict__", {"notify": notify, "ret": ret, "envid": envid, "orcpt": orcpt})
 
     def mail_params(self) -> list[str]:
         params = []
@@ -361,27 +385,43 @@ class AsyncChunks:
         return chunk
 
 
+def is_message_source(source: Any) -> bool:
+    """Whether ``source`` is a ``message()`` source, without importing the message package:
+    none can exist before it is imported (a sender that never builds one never loads it)."""
+    builder = sys.modules.get("smtpstream.message.builder")
+    return builder is not None and isinstance(source, builder.MessageSource)
+
+
 def is_async_source(source: Any) -> bool:
     return hasattr(source, "__aiter__") and not hasattr(source, "__iter__")
 
 
-@dataclass(frozen=True)
-class MessageSpec:
+class MessageSpec(Value):
     """One message's envelope and source, checked (see :func:`message_spec`)."""
 
+    _fields = ("sender", "recipients", "chunks", "size", "step", "dsn", "eight_bit", "check_lines",
+               "utf8_headers")
+    _shown = ("sender", "recipients", "size", "dsn", "eight_bit", "check_lines", "utf8_headers")
     sender: str
     recipients: tuple[str, ...]
-    chunks: Iterator[Any] = field(repr=False)
-    size: int | None = None
-    step: Callable | None = field(default=None, repr=False)
-    dsn: DSN | None = None
+    chunks: Iterator[Any]
+    size: int | None
+    step: Callable | None
+    dsn: DSN | None
     #: False when the body is known to be 7-bit: no BODY=8BITMIME then (RFC 6152).
-    eight_bit: bool = True
+    eight_bit: bool
     #: False when every line is known to fit RFC 5321's 1000 octets (a message()
     #: of encoded parts); else the engine checks each line as it goes.
-    check_lines: bool = True
+    check_lines: bool
     #: True when the header section carries raw UTF-8 (RFC 6532): SMTPUTF8 or nothing.
-    utf8_headers: bool = False
+    utf8_headers: bool
+
+    def __init__(self, sender: str, recipients: tuple[str, ...], chunks: Iterator[Any], size: int | None = None,
+                 step: Callable | None = None, dsn: DSN | None = None, eight_bit: bool = True,
+                 check_lines: bool = True, utf8_headers: bool = False) -> None:
+        object.__setattr__(self, "__dict__", {
+            "sender": sender, "recipients": recipients, "chunks": chunks, "size": size, "step": step,
+            "dsn": dsn, "eight_bit": eight_bit, "check_lines": check_lines, "utf8_headers": utf8_headers})
 
     @property
     def needs_smtputf8(self) -> bool:
@@ -445,7 +485,7 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
     if emailmsg.is_message(source):
         return _email_spec(source, fields)
     check_source(source)
-    if isinstance(source, MessageSource) and source.started:
+    if is_message_source(source) and source.started:
         # Read before (a send that failed midway, or one that went through):
         # its tail under the whole message's SIZE would be stored as the message.
         if not source.replayable:
@@ -575,8 +615,7 @@ def _eight_bit(source: Any) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class SendResult:
+class SendResult(Value):
     """What the server said about one delivered message.
 
     ``recipients`` maps every recipient (as given) to its RCPT reply;
@@ -587,13 +626,20 @@ class SendResult:
     server's id when the final reply names one.
     """
 
+    _fields = ("sender", "recipients", "reply", "replies", "size", "chunking", "pipelining")
     sender: str
     recipients: dict[str, Reply]
     reply: Reply
     replies: tuple[Reply, ...]
     size: int
-    chunking: bool = False
-    pipelining: bool = False
+    chunking: bool
+    pipelining: bool
+
+    def __init__(self, sender: str, recipients: dict[str, Reply], reply: Reply, replies: tuple[Reply, ...],
+                 size: int, chunking: bool = False, pipelining: bool = False) -> None:
+        object.__setattr__(self, "__dict__", {
+            "sender": sender, "recipients": recipients, "reply": reply, "replies": replies, "size": size,
+            "chunking": chunking, "pipelining": pipelining})
 
     @property
     def accepted(self) -> tuple[str, ...]:

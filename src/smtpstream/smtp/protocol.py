@@ -31,12 +31,11 @@ their length; nothing is stuffed.
 """
 from __future__ import annotations
 
-import re
 from collections import deque
-from dataclasses import dataclass, field
-from typing import ClassVar, Iterable, Sequence, Union
 
 from .. import filters
+from .._lazyre import Pattern
+from ._value import Value
 from ._state import (
     COMPLETES,
     GROUP_ENDERS,
@@ -54,6 +53,10 @@ from ._state import (
 from .errors import LocalProtocolError, RemoteProtocolError, SMTPProtocolError
 from .linelimit import LineLimit
 from .reply import Reply, ReplyParser, parse_ehlo
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import ClassVar, Iterable, Sequence
 
 __all__ = [
     "ClientConnection",
@@ -81,7 +84,7 @@ __all__ = [
     "check_param",
 ]
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 
 class _NeedData:
@@ -95,22 +98,27 @@ class _NeedData:
 NEED_DATA = _NeedData()
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed:
+class ConnectionClosed(Value):
     """The server closed the connection; ``pending`` lists the commands left unanswered."""
 
-    pending: tuple = ()
+    __slots__ = _fields = ("pending",)
+    pending: tuple
+
+    def __init__(self, pending: tuple = ()) -> None:
+        object.__setattr__(self, "pending", pending)
 
 
 # ------------------------------------------------------------------ argument checks
 
 # C0 controls, DEL and C1 controls: CR, LF and NUL would inject commands or
 # cut the line; the others have no business in an SMTP argument either.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_PARAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*(?:=[^\x00-\x20=\x7f]+)?\Z")
-_DOMAIN = re.compile(r"(?:\[[^\[\]\s]+\]|[^\s\[\]<>@]+)\Z")
-_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
-_SPACE = re.compile(r"\s")
+_CONTROL = Pattern(r"[\x00-\x1f\x7f-\x9f]")
+_PARAM = Pattern(r"[A-Za-z0-9][A-Za-z0-9-]*(?:=[^\x00-\x20=\x7f]+)?\Z")
+_DOMAIN = Pattern(r"(?:\[[^\[\]\s]+\]|[^\s\[\]<>@]+)\Z")
+_BASE64 = Pattern(r"[A-Za-z0-9+/]*={0,2}\Z")
+_SPACE = Pattern(r"\s")
+_QUOTED = Pattern(r'"(?:[^"\\]|\\.)*"')
+_MECHANISM = Pattern(r"[A-Z0-9_-]{1,20}")
 
 
 def _refuse_controls(value: str, what: str) -> None:
@@ -141,7 +149,7 @@ def check_address(address: str, what: str = "address", *, null_ok: bool = False)
         raise LocalProtocolError(f"{what} {address!r} has '<' or '>' inside: give a bare address")
     rest = inner
     if inner.startswith('"'):  # a quoted local part may hold spaces (RFC 5321 4.1.2)
-        end = re.match(r'"(?:[^"\\]|\\.)*"', inner)
+        end = _QUOTED.match(inner)
         if end is None:
             raise LocalProtocolError(f"{what} {address!r} has an unterminated quoted local part")
         rest = inner[end.end():]
@@ -169,8 +177,8 @@ def check_param(param: str) -> str:
 # ------------------------------------------------------------------ commands
 
 
-class Command:
-    """Base class: a command knows its verb and its wire form."""
+class Command(Value):
+    """Base class: a command knows its verb and its wire form. Frozen values (smtp/_value.py)."""
 
     __slots__ = ()
     verb: ClassVar[Verb]
@@ -179,60 +187,38 @@ class Command:
         raise NotImplementedError
 
 
-class _Bare(Command):
-    """A command without arguments: what ``@dataclass(frozen=True, slots=True)`` gives one.
-
-    Written out because each dataclass costs most of a millisecond to create at
-    import, and these have nothing for it to generate: instances of one class
-    are equal, hash alike, show as ``Name()`` and take no attributes.
-    """
-
-    __slots__ = ()
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is self.__class__:
-            return True
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self.__class__)
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__qualname__}()"
-
-
-class Greeting(_Bare):
+class Greeting(Command):
     """Not sent: the FIFO entry the server's first reply pairs with."""
 
     __slots__ = ()
     verb: ClassVar[Verb] = Verb.GREETING
 
 
-@dataclass(frozen=True, slots=True)
 class Ehlo(Command):
+    __slots__ = _fields = ("domain",)
     domain: str
     verb: ClassVar[Verb] = Verb.EHLO
 
-    def __post_init__(self) -> None:
-        check_domain(self.domain)
+    def __init__(self, domain: str) -> None:
+        object.__setattr__(self, "domain", check_domain(domain))
 
     def encode(self) -> bytes:
         return b"EHLO " + self.domain.encode("utf-8") + b"\r\n"
 
 
-@dataclass(frozen=True, slots=True)
 class Helo(Command):
+    __slots__ = _fields = ("domain",)
     domain: str
     verb: ClassVar[Verb] = Verb.HELO
 
-    def __post_init__(self) -> None:
-        check_domain(self.domain)
+    def __init__(self, domain: str) -> None:
+        object.__setattr__(self, "domain", check_domain(domain))
 
     def encode(self) -> bytes:
         return b"HELO " + self.domain.encode("utf-8") + b"\r\n"
 
 
-class StartTLS(_Bare):
+class StartTLS(Command):
     __slots__ = ()
     verb: ClassVar[Verb] = Verb.STARTTLS
 
@@ -240,19 +226,22 @@ class StartTLS(_Bare):
         return b"STARTTLS\r\n"
 
 
-@dataclass(frozen=True, slots=True)
 class Auth(Command):
     """``AUTH mechanism [initial-response]``; the response is secret and never shown."""
 
+    __slots__ = _fields = ("mechanism", "initial_response")
+    _shown = ("mechanism",)
     mechanism: str
-    initial_response: str | None = field(default=None, repr=False)
+    initial_response: str | None
     verb: ClassVar[Verb] = Verb.AUTH
 
-    def __post_init__(self) -> None:
-        if not re.fullmatch(r"[A-Z0-9_-]{1,20}", self.mechanism):
-            raise LocalProtocolError(f"malformed SASL mechanism name {self.mechanism!r}")
-        if self.initial_response is not None:
-            _check_sasl(self.initial_response, allow_equals=True)
+    def __init__(self, mechanism: str, initial_response: str | None = None) -> None:
+        if not _MECHANISM.fullmatch(mechanism):
+            raise LocalProtocolError(f"malformed SASL mechanism name {mechanism!r}")
+        if initial_response is not None:
+            _check_sasl(initial_response, allow_equals=True)
+        object.__setattr__(self, "mechanism", mechanism)
+        object.__setattr__(self, "initial_response", initial_response)
 
     def encode(self) -> bytes:
         line = "AUTH " + self.mechanism
@@ -262,16 +251,18 @@ class Auth(Command):
         return line.encode("ascii") + b"\r\n"
 
 
-@dataclass(frozen=True, slots=True)
 class AuthResponse(Command):
     """A base64 answer to a 334 challenge (``*`` cancels). Secret: never shown."""
 
-    response: str = field(repr=False)
+    __slots__ = _fields = ("response",)
+    _shown = ()
+    response: str
     verb: ClassVar[Verb] = Verb.AUTH_RESPONSE
 
-    def __post_init__(self) -> None:
-        if self.response != "*":
-            _check_sasl(self.response, allow_equals=False)
+    def __init__(self, response: str) -> None:
+        if response != "*":
+            _check_sasl(response, allow_equals=False)
+        object.__setattr__(self, "response", response)
 
     def encode(self) -> bytes:
         return self.response.encode("ascii") + b"\r\n"
@@ -283,35 +274,40 @@ def _check_sasl(data: str, allow_equals: bool) -> None:
         raise LocalProtocolError("a SASL response must be base64 text (contents not shown)")
 
 
-@dataclass(frozen=True, slots=True)
 class Mail(Command):
-    """``MAIL FROM:<address> params``; ``address`` may be "" for the null sender."""
+    """``MAIL FROM:<address> params``; ``address`` may be "" for the null sender.
+    ``path`` is the checked ``<address>`` (not compared)."""
 
+    __slots__ = _fields = ("address", "params", "path")
+    __match_args__ = ("address", "params")
     address: str
-    params: tuple[str, ...] = ()
-    path: str = field(init=False, repr=False, compare=False)
+    params: tuple[str, ...]
+    path: str
     verb: ClassVar[Verb] = Verb.MAIL
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", check_address(self.address, "sender", null_ok=True))
-        object.__setattr__(self, "params", tuple(check_param(p) for p in self.params))
+    def __init__(self, address: str, params: Iterable[str] = ()) -> None:
+        object.__setattr__(self, "path", check_address(address, "sender", null_ok=True))
+        object.__setattr__(self, "address", address)
+        object.__setattr__(self, "params", tuple(check_param(p) for p in params))
 
     def encode(self) -> bytes:
         return _with_params("MAIL FROM:" + self.path, self.params)
 
 
-@dataclass(frozen=True, slots=True)
 class Rcpt(Command):
-    """``RCPT TO:<address> params``."""
+    """``RCPT TO:<address> params``. ``path`` is the checked ``<address>`` (not compared)."""
 
+    __slots__ = _fields = ("address", "params", "path")
+    __match_args__ = ("address", "params")
     address: str
-    params: tuple[str, ...] = ()
-    path: str = field(init=False, repr=False, compare=False)
+    params: tuple[str, ...]
+    path: str
     verb: ClassVar[Verb] = Verb.RCPT
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", check_address(self.address, "recipient"))
-        object.__setattr__(self, "params", tuple(check_param(p) for p in self.params))
+    def __init__(self, address: str, params: Iterable[str] = ()) -> None:
+        object.__setattr__(self, "path", check_address(address, "recipient"))
+        object.__setattr__(self, "address", address)
+        object.__setattr__(self, "params", tuple(check_param(p) for p in params))
 
     def encode(self) -> bytes:
         return _with_params("RCPT TO:" + self.path, self.params)
@@ -323,7 +319,7 @@ def _with_params(line: str, params: Sequence[str]) -> bytes:
     return line.encode("utf-8") + b"\r\n"
 
 
-class Data(_Bare):
+class Data(Command):
     __slots__ = ()
     verb: ClassVar[Verb] = Verb.DATA
 
@@ -331,19 +327,23 @@ class Data(_Bare):
         return b"DATA\r\n"
 
 
-class EndOfData(_Bare):
+class EndOfData(Command):
     """The ``.`` line ending DATA (made by :meth:`ClientConnection.end_body`)."""
 
     __slots__ = ()
     verb: ClassVar[Verb] = Verb.END_DATA
 
 
-@dataclass(frozen=True, slots=True)
 class Bdat(Command):
     """``BDAT size [LAST]`` (made by :meth:`ClientConnection.send_bdat`)."""
 
+    __slots__ = _fields = ("size", "last")
     size: int
-    last: bool = False
+    last: bool
+
+    def __init__(self, size: int, last: bool = False) -> None:
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "last", last)
 
     @property
     def verb(self) -> Verb:  # type: ignore[override]
@@ -353,7 +353,7 @@ class Bdat(Command):
         return b"BDAT %d%s\r\n" % (self.size, b" LAST" if self.last else b"")
 
 
-class Rset(_Bare):
+class Rset(Command):
     __slots__ = ()
     verb: ClassVar[Verb] = Verb.RSET
 
@@ -361,7 +361,7 @@ class Rset(_Bare):
         return b"RSET\r\n"
 
 
-class Noop(_Bare):
+class Noop(Command):
     __slots__ = ()
     verb: ClassVar[Verb] = Verb.NOOP
 
@@ -369,7 +369,7 @@ class Noop(_Bare):
         return b"NOOP\r\n"
 
 
-class Quit(_Bare):
+class Quit(Command):
     __slots__ = ()
     verb: ClassVar[Verb] = Verb.QUIT
 

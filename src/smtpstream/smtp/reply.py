@@ -11,11 +11,14 @@ more than :data:`MAX_REPLY_LINES` lines is the server's fault
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from typing import Any
 
+from .._lazyre import Pattern
+from ._value import Value
 from .errors import RemoteProtocolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
+    from typing import Any
 
 __all__ = ["Reply", "ReplyParser", "MAX_REPLY_LINE", "MAX_REPLY_LINES", "parse_ehlo"]
 
@@ -26,27 +29,33 @@ MAX_REPLY_LINE = 8192
 MAX_REPLY_LINES = 1000
 
 # RFC 3463: class.subject.detail, where class repeats the reply's first digit.
-_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
+_ENHANCED = Pattern(r"([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 
 # Queue ids as common MTAs print them in the final 250 (postfix, exim,
 # sendmail, Exchange, Gmail, our test servers). None when nothing matches.
 _QUEUE_ID = [
-    re.compile(r"queued as\s+<?([^\s>]+)", re.I),
-    re.compile(r"\bid=([\w.-]+)", re.I),
-    re.compile(r"^([\w.-]+) Message accepted for delivery", re.I),
-    re.compile(r"<([^>\s]+)>.*Queued mail for delivery", re.I),
-    re.compile(r"OK\s+\d+\s+(\S+)\s+-\s+gsmtp", re.I),
+    Pattern(r"(?i)queued as\s+<?([^\s>]+)"),
+    Pattern(r"(?i)\bid=([\w.-]+)"),
+    Pattern(r"(?i)^([\w.-]+) Message accepted for delivery"),
+    Pattern(r"(?i)<([^>\s]+)>.*Queued mail for delivery"),
+    Pattern(r"(?i)OK\s+\d+\s+(\S+)\s+-\s+gsmtp"),
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(Value):
     """One server reply: ``code``, the text ``lines`` (without the code), and the
-    ``command`` it answers (``None`` for an unsolicited 421)."""
+    ``command`` it answers (``None`` for an unsolicited 421; not compared)."""
 
+    __slots__ = _fields = ("code", "lines", "command")
+    _compared = ("code", "lines")
     code: int
     lines: tuple[str, ...]
-    command: Any = field(default=None, compare=False)
+    command: Any
+
+    def __init__(self, code: int, lines: tuple[str, ...], command: Any = None) -> None:
+        object.__setattr__(self, "code", code)
+        object.__setattr__(self, "lines", lines)
+        object.__setattr__(self, "command", command)
 
     @property
     def text(self) -> str:
