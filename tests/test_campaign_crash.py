@@ -145,7 +145,9 @@ def test_kill_9_loses_nothing_and_duplicates_nothing(sink, tmp_path):  # noqa: F
 @pytest.mark.parametrize("stop, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_sigint_and_sigterm_stop_gracefully(sink, tmp_path, stop, exit_code):  # noqa: F811
     port, dump = sink
-    args = prepare(tmp_path)
+    # At most 300 messages a second: a run outlasts the random stop delays however fast
+    # the sender gets, so the stops land mid-run (no journal ever takes them for granted).
+    args = prepare(tmp_path) + ["--rate", "300"]
     db = tmp_path / "run.db"
     rng = random.Random(int(stop))
     codes = []
