@@ -16,7 +16,6 @@ import csv
 import itertools
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -33,9 +32,9 @@ from smtpstream.campaign import Template, open_journal, read_manifest  # noqa: E
 
 from services import fresh_database, postgres_server, redis_server  # noqa: E402
 from smtp_servers import HOST  # noqa: E402
+from test_campaign_crash import stored  # noqa: E402  (Message-IDs of what smtp-sink wrote)
 from test_postfix_sink import sink  # noqa: E402,F401  (a fixture: smtp-sink -d on 127.0.0.1)
 
-MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>]+>)", re.M | re.I)
 TEMPLATE = Template("statements@example.com", "Statement {id}", "Dear {name},\nyour statement is ready.\n")
 _names = itertools.count()
 
@@ -86,15 +85,6 @@ def manifest(tmp_path: Path, n: int):
         writer.writerow(["id", "email", "name"])
         writer.writerows([f"row-{i}", f"r{i}@example.com", f"Customer {i}"] for i in range(n))
     return read_manifest(str(path))
-
-
-def stored(dump: Path) -> collections.Counter:
-    found: collections.Counter = collections.Counter()
-    for path in dump.iterdir():
-        match = MESSAGE_ID.search(path.read_bytes())
-        assert match, f"no Message-ID in {path}"
-        found[match[1].decode()] += 1
-    return found
 
 
 def journal_ids(journal: str) -> dict[str, set[str]]:

@@ -33,11 +33,10 @@ from typing import Any
 from celery import Celery
 
 from .campaign import Campaign, Template
-from .campaign.journal import Entry
 from .campaign.outcome import entries_for
 from .campaign.pgjournal import PgJournal
 from .campaign.retry import RetrySchedule
-from .campaign.runner import _restored
+from .campaign.runner import item_fields, not_sent
 from .pool import AsyncPool
 
 __all__ = ["app", "send_batch", "enqueue", "BATCH_SIZE"]
@@ -186,10 +185,9 @@ class _Worker:
                     if not item.recipients:
                         continue
                     try:
-                        source = template.source(_restored(item.row), item.message_id)
+                        fields = item_fields(template, item)
                     except Exception as exc:  # a file gone since the check: this row fails
-                        journal.record(item.seq, "failed", [Entry(r.address, "failed", text=f"not sent: {exc}",
-                                                                  attempted=False) for r in item.recipients])
+                        journal.record(item.seq, "failed", not_sent(item, exc))
                         tracker.counts["failed"] = tracker.counts.get("failed", 0) + 1
                         continue
                     if self.rate:
@@ -197,8 +195,7 @@ class _Worker:
                     self._ensure_pool()
                     self._inflight[item.seq] = (item, tracker)
                     tracker.add()
-                    self._feed.put_nowait({"source": source, "rcpt": [r.address for r in item.recipients],
-                                           "key": item.seq})
+                    self._feed.put_nowait(fields)
                 if tracker.left:
                     await tracker.done.wait()
             held = journal.db.execute(

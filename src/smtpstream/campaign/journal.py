@@ -136,11 +136,15 @@ class Journal:
             self.db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise JournalError(f"{self.path}: not a usable journal ({exc})") from None
+        self._check_schema(self.path)
+
+    def _check_schema(self, where: str) -> None:
+        """A new journal gets this version's schema number; an old one must have it."""
         version = self.get("schema")
         if version is None:
             self.put("schema", SCHEMA_VERSION)
         elif version != SCHEMA_VERSION:
-            raise JournalError(f"{self.path}: journal schema {version}, this smtpstream reads {SCHEMA_VERSION}")
+            raise JournalError(f"{where}: journal schema {version}, this smtpstream reads {SCHEMA_VERSION}")
 
     def close(self) -> None:
         try:

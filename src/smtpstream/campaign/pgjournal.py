@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 
-from .journal import SCHEMA_VERSION, Item, Journal, JournalError
+from .journal import Item, Journal, JournalError
 
 __all__ = ["PgJournal", "LEASE_SECONDS"]
 
@@ -115,11 +115,7 @@ class PgJournal(Journal):
             self.db.conn.execute("SELECT pg_advisory_xact_lock(727272)")
             for statement in _SCHEMA:
                 self.db.conn.execute(statement)
-        version = self.get("schema")
-        if version is None:
-            self.put("schema", SCHEMA_VERSION)
-        elif version != SCHEMA_VERSION:
-            raise JournalError(f"{_safe(url)}: journal schema {version}, this smtpstream reads {SCHEMA_VERSION}")
+        self._check_schema(_safe(url))
 
     def close(self) -> None:
         try:

@@ -287,12 +287,10 @@ class Campaign:
                 if not item.recipients:
                     continue
                 try:
-                    fields = {"source": template.source(_restored(item.row), item.message_id)}
+                    fields = item_fields(template, item)
                 except Exception as exc:  # a file gone since the check: this row fails, the rest goes on
-                    self._record(item, "failed", [Entry(r.address, "failed", text=f"not sent: {exc}",
-                                                        attempted=False) for r in item.recipients])
+                    self._record(item, "failed", not_sent(item, exc))
                     continue
-                fields["rcpt"] = [r.address for r in item.recipients]
                 yield item, fields
 
     async def _send(self, pairs: Iterator[tuple[Item, dict[str, Any]]]) -> None:
@@ -345,6 +343,17 @@ class Campaign:
         if force or now - self._shown >= self.progress_interval:
             self._shown = now
             self.on_progress(dict(self._tally))
+
+
+def item_fields(template: Template, item: Item) -> dict[str, Any]:
+    """A journaled row's message fields: its message built again, its due recipients, its key."""
+    return {"source": template.source(_restored(item.row), item.message_id),
+            "rcpt": [r.address for r in item.recipients], "key": item.seq}
+
+
+def not_sent(item: Item, exc: Exception) -> list[Entry]:
+    """The entries of a row whose message could not be built (nothing was sent)."""
+    return [Entry(r.address, "failed", text=f"not sent: {exc}", attempted=False) for r in item.recipients]
 
 
 def _public(settings: Mapping[str, Any]) -> dict[str, Any]:
