@@ -28,7 +28,7 @@ from smtpstream.campaign import (
     message_id_for,
     read_manifest,
 )
-from smtpstream.pool import AsyncPool
+from smtpstream.pool import AsyncPool, Pool
 
 from smtp_servers import HOST, AuthHandler, aiosmtpd_running
 
@@ -212,6 +212,40 @@ def test_a_failing_journal_write_stops_before_the_end_of_data(tmp_path):
     assert stored == [0, 1, 2] and seen == [0, 1, 2]
     results = info.value.results
     assert [r.ok for r in results[:3]] == [True] * 3 and not results[3].ok and not results[3].unknown
+
+
+
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited")  # the Pool's refusal, on purpose
+def test_an_awaitable_before_end_holds_the_end_of_data_until_it_is_done(tmp_path):
+    """AsyncPool: the end of data waits for what before_end returns (a commit on a thread);
+    one that fails stops the pool with that message not sent. The threaded Pool, which
+    could not wait for it, refuses it rather than write the end of data unrecorded."""
+    import asyncio
+
+    relay = Relay()
+    fields = [{"key": i, "from": "a@example.com", "rcpt": f"r{i}@example.com",
+               "source": [b"Subject: %d\r\n\r\nbody\r\n" % i]} for i in range(6)]
+    stored_when_released = []
+
+    def before_end(key):
+        async def released():
+            await asyncio.sleep(0.05)  # the server holds nothing of this message's end yet
+            stored_when_released.append((key, len(relay.stored())))
+            if key == 4:
+                raise OSError("the journal is gone")
+        return released()
+
+    with aiosmtpd_running(relay) as port:
+        pool = AsyncPool(server=HOST, port=port, connections=1, starttls="off", timeout=TIMEOUT)
+        with pytest.raises(OSError, match="journal is gone") as info:
+            asyncio.run(pool.send_many([dict(f) for f in fields], before_end=before_end))
+        assert stored_when_released == [(k, k) for k in range(5)]
+        assert [int(str(m["subject"])) for m in relay.stored()] == [0, 1, 2, 3]
+        assert [r.ok for r in info.value.results[:5]] == [True] * 4 + [False]
+        with pytest.raises(TypeError, match="needs asyncio"):
+            Pool(server=HOST, port=port, connections=1, starttls="off", timeout=TIMEOUT).send_many(
+                [dict(fields[5])], before_end=before_end)
+    assert [int(str(m["subject"])) for m in relay.stored()] == [0, 1, 2, 3]  # 5 was never ended
 
 
 # ------------------------------------------------------------------ retries

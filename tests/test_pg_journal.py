@@ -137,3 +137,46 @@ def test_the_campaign_rate_is_shared_by_every_worker(pg):
     assert all(abs(g - 0.02) < 1e-6 for g in gaps)  # one slot every 1/50 s, whoever asks
     a.close()
     b.close()
+
+
+def test_a_lost_journal_connection_stops_the_sending_and_loses_no_record(pg, tmp_path):
+    """The writer thread's connection is killed mid-run (pg_terminate_backend): from then on
+    no end of data is written, so every message the server got is one the journal knows
+    as sent or unknown; the outcomes read after the loss are committed on the journal's
+    other connection; a rerun sends the rest, each once."""
+    import psycopg
+
+    handler = AuthHandler()
+    manifest = rows(300, tmp_path)
+    killed = []
+
+    def kill_the_writer():
+        deadline = time.monotonic() + 30
+        while len(handler.box) < 40 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with psycopg.connect(pg, autocommit=True) as admin:
+            killed.extend(admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'smtpstream-journal-writer'").fetchall())
+
+    with aiosmtpd_running(handler) as port:
+        killer = threading.Thread(target=kill_the_writer)
+        killer.start()
+        with Campaign(pg, server=HOST, port=port, connections=2) as campaign:
+            with pytest.raises(psycopg.OperationalError):
+                campaign.run(manifest, TEMPLATE)
+        killer.join()
+        assert killed == [(True,)]
+        delivered = [email.message_from_bytes(e.original_content)["subject"].split()[-1] for e in handler.box]
+        with Campaign(pg, server=HOST, port=port, connections=2) as campaign:
+            journal = campaign.journal
+            campaign.prepare(None, TEMPLATE)  # what a rerun does first: sending rows become unknown
+            sent, unknown = set(journal.keys_in("sent")), set(journal.keys_in("unknown"))
+            assert len(delivered) == len(set(delivered)) and len(delivered) < 300
+            assert sent <= set(delivered) <= sent | unknown  # nothing delivered unrecorded
+            assert len(unknown) <= 2 * 2
+            counts = campaign.run(manifest, TEMPLATE)
+        assert counts["sent"] + counts["unknown"] == 300 and counts["unknown"] == len(unknown)
+    final = [email.message_from_bytes(e.original_content)["subject"].split()[-1] for e in handler.box]
+    assert len(final) == len(set(final))  # each at most once
+    assert set(final) == {f"k{i}" for i in range(300)} - (unknown - set(delivered))

@@ -37,6 +37,7 @@ from .campaign.outcome import entries_for
 from .campaign.pgjournal import PgJournal
 from .campaign.retry import RetrySchedule
 from .campaign.runner import item_fields, not_sent
+from .campaign.writer import JournalWriter
 from .pool import AsyncPool
 
 __all__ = ["app", "send_batch", "enqueue", "BATCH_SIZE"]
@@ -84,13 +85,18 @@ class _Tracker:
         self.left = 0
         self.done = asyncio.Event()
         self.counts: dict[str, int] = {}
+        #: A commit of this task's outcomes failed: the task raises it.
+        self.error: BaseException | None = None
 
     def add(self) -> None:
         self.left += 1
         self.done.clear()
 
-    def settle(self, state: str) -> None:
+    def settle(self, state: str, error: BaseException | None = None) -> None:
+        """One outcome committed (or its commit failed with ``error``)."""
         self.counts[state] = self.counts.get(state, 0) + 1
+        if error is not None and self.error is None:
+            self.error = error
         self.left -= 1
         if self.left == 0:
             self.done.set()
@@ -107,11 +113,10 @@ class _Worker:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="smtpstream-worker", daemon=True).start()
         self.journal: PgJournal | None = None
+        self.writer: JournalWriter | None = None
         self._feed: asyncio.Queue | None = None
         self._sending: asyncio.Future | None = None
         self._inflight: dict[int, tuple[Any, _Tracker]] = {}
-        self._flushing = False
-        self._settled: list[tuple[_Tracker, str]] = []
 
     def send(self, first: int, last: int) -> dict[str, int]:
         return asyncio.run_coroutine_threadsafe(self._batch(first, last), self.loop).result()
@@ -129,6 +134,9 @@ class _Worker:
         self.rate = float(engine.get("rate") or 0)
         self.schedule = RetrySchedule()
         self.resend_unknown = bool(engine.get("resend_unknown"))
+        # The marks and outcomes, committed on a thread (each a round trip to the
+        # database): the loop goes on sending meanwhile.
+        self.writer = JournalWriter(journal, self.loop)
 
     def _ensure_pool(self) -> None:
         """The pool's send_many, started again if it ended (a stop, a circuit breaker)."""
@@ -146,26 +154,13 @@ class _Worker:
 
         pool = AsyncPool(**self.settings)
         self._sending = asyncio.ensure_future(
-            pool.send_many(messages(), on_result=self._on_result, before_end=self.journal.sending))
+            pool.send_many(messages(), on_result=self._on_result, before_end=self.writer.mark))
 
     def _on_result(self, result: Any) -> None:
         item, tracker = self._inflight.pop(result.key)
         state, entries = entries_for(item, result, self.schedule, time.time())
-        # Committed before the loop next waits, with the outcomes read meanwhile
-        # (or sooner, with the next message's sending mark), as a local run does.
-        self.journal.record(item.seq, state, entries, commit=False)
-        if not self._flushing:
-            self._flushing = True
-            self.loop.call_soon(self._flush, tracker, state)
-        else:
-            self._settled.append((tracker, state))
-
-    def _flush(self, tracker: _Tracker, state: str) -> None:
-        self._flushing = False
-        settled, self._settled = [(tracker, state), *self._settled], []
-        self.journal.flush()
-        for tracker, state in settled:  # a batch is done once its outcomes are committed
-            tracker.settle(state)
+        # A batch is done once its outcomes are committed.
+        self.writer.record(item.seq, state, entries, lambda error: tracker.settle(state, error))
 
     async def _batch(self, first: int, last: int) -> dict[str, int]:
         if self.journal is None:
@@ -187,7 +182,7 @@ class _Worker:
                     try:
                         fields = item_fields(template, item)
                     except Exception as exc:  # a file gone since the check: this row fails
-                        journal.record(item.seq, "failed", not_sent(item, exc))
+                        self.writer.record(item.seq, "failed", not_sent(item, exc))
                         tracker.counts["failed"] = tracker.counts.get("failed", 0) + 1
                         continue
                     if self.rate:
@@ -206,7 +201,10 @@ class _Worker:
             # Rows another worker claimed (a duplicate of this task, or a dead worker's
             # claim): wait until it sends them or its claim runs out, then look again.
             await asyncio.sleep(min(max(0.05, held - time.time() + 0.05), 1.0))
+        self.writer.drain()  # every outcome committed before the claims are given back
         journal.release()
+        if tracker.error is not None:
+            raise tracker.error
         return tracker.counts
 
 

@@ -64,7 +64,7 @@ from .smtp.options import connection_settings, split_fields
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
-    from typing import Any, Callable, Iterable
+    from typing import Any, Awaitable, Callable, Iterable
 
 __all__ = ["Pool", "AsyncPool", "BulkResult", "RateLimit", "CircuitBreaker", "backs_off"]
 
@@ -476,10 +476,11 @@ class AsyncPool(_Settings):
     """N :mod:`smtpstream.aio` sessions on tasks (see the module doc)."""
 
     async def send_many(self, messages: Any, on_result: Callable[[BulkResult], Any] | None = None, *,
-                        before_end: Callable[[Any], None] | None = None) -> list[BulkResult] | None:
+                        before_end: Callable[[Any], Awaitable[Any] | None] | None = None) -> list[BulkResult] | None:
         """The twin of :meth:`Pool.send_many`; ``messages`` may be an async iterable and
         ``on_result`` a coroutine function (awaited in order); ``before_end`` is a
-        plain function, called on the event loop."""
+        plain function, called on the event loop, that may return an awaitable:
+        the end of data waits for it (a journal committing on a thread)."""
         import asyncio  # here, not at the top: the threaded Pool starts faster without it
 
         from . import aio

@@ -121,6 +121,11 @@ class Journal:
     write is committed before the method returns.
     """
 
+    #: Whether a run's commits go to a :class:`~.writer.JournalWriter` thread. Not
+    #: for SQLite: its commit is CPU work that takes as long on a thread as on the
+    #: event loop, and handing it over costs more (measured: bench/README.md).
+    threaded_writes = False
+
     def __init__(self, path: str) -> None:
         self.path = str(path)
         #: Outcomes recorded with commit=False, written and committed by flush().
@@ -341,51 +346,82 @@ class Journal:
                 "SELECT address, state FROM recipients WHERE seq = ?", (seq,)) if a not in tried}
         return item
 
+    def connect(self) -> Any:
+        """A connection of its own to this journal, for a thread that writes to it
+        (:class:`~.writer.JournalWriter`): the same settings as the journal's."""
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job (see below)
+        self._checkpoint_in_background()
+        return db
+
     def sending(self, seq: int) -> None:
         """Committed before the message's end of data is written (with the outcomes
         :meth:`record` left for :meth:`flush`: one commit for all)."""
         self._checkpoint_in_background()
-        self._mark(("UPDATE messages SET state = 'sending', attempts = attempts + 1, updated = ? WHERE seq = ?",
-                    (time.time(), seq)))
+        outcomes, self._outcomes = self._outcomes, []
+        try:
+            (changed,) = self.write(self.db, outcomes, [seq])
+        except BaseException:
+            self._outcomes[:0] = outcomes  # still waiting: nothing recorded is dropped
+            raise
+        self.check_marked(seq, changed)
 
-    def _mark(self, mark: tuple[str, tuple[Any, ...]]) -> int:
-        """Run ``mark`` committed, with the outcomes waiting; the rows it changed."""
-        if self._outcomes:
-            return self._commit_outcomes(mark)
-        return self.db.execute(*mark).rowcount
+    def mark_statement(self, seq: int, now: float) -> tuple[str, tuple[Any, ...]]:
+        """The statement that marks ``seq`` *sending* (it changes one row, or the mark is refused)."""
+        return ("UPDATE messages SET state = 'sending', attempts = attempts + 1, updated = ? WHERE seq = ?",
+                (now, seq))
+
+    def check_marked(self, seq: int, changed: int) -> None:
+        """Raise unless the mark of ``seq`` changed its row (then its end of data is not written)."""
+        if changed != 1:
+            raise JournalError(f"row {seq}: not in this journal, not marked sending: not sent")
 
     def flush(self) -> None:
         """Write and commit the outcomes :meth:`record` was given with ``commit=False``."""
         if self._outcomes:
-            self._commit_outcomes()
+            outcomes, self._outcomes = self._outcomes, []
+            try:
+                self.write(self.db, outcomes, [])
+            except BaseException:
+                self._outcomes[:0] = outcomes
+                raise
 
     def record(self, seq: int, state: str, entries: Sequence[Entry], commit: bool = True) -> None:
         """The outcome of one attempt: the message's new state and its recipients'
         (the message is next due when its first deferred recipient is). With
-        ``commit=False`` the caller commits soon with :meth:`flush` (a campaign
-        does so before its event loop next waits: outcomes read together share
-        one commit, and the next :meth:`sending` commits them too)."""
+        ``commit=False`` the caller commits soon with :meth:`flush` (outcomes
+        read together share one commit, and the next :meth:`sending` commits
+        them too)."""
         self._outcomes.append((seq, state, entries))
         if commit:
             self.flush()
 
-    def _commit_outcomes(self, also: tuple[str, tuple[Any, ...]] | None = None) -> int:
-        """One transaction: the outcomes waiting (a statement per table for all of
-        them), and ``also`` (the rows it changed are returned). Should it fail,
-        the outcomes stay waiting."""
-        outcomes, self._outcomes = self._outcomes, []
+    def write(self, db: Any, outcomes: Sequence[tuple[int, str, Sequence[Entry]]], marks: Sequence[int]
+              ) -> list[int]:
+        """On connection ``db``, in one transaction: the ``outcomes`` (seq, state,
+        entries), then the sending marks of ``marks``; returns the rows each mark
+        changed. Nothing is written if it raises."""
+        return [cursor.rowcount for cursor in self._write(db, outcomes, marks)]
+
+    def _write(self, db: Any, outcomes: Sequence[tuple[int, str, Sequence[Entry]]], marks: Sequence[int]
+               ) -> list[Any]:
+        """:meth:`write`'s statements; the marks' cursors (read once the commit is done)."""
         now = time.time()
+        if not outcomes and len(marks) == 1:  # one statement commits by itself
+            return [db.execute(*self.mark_statement(marks[0], now))]
         recipients = [(e.state, e.code, e.enhanced, e.text, e.queue_id, int(e.attempted), e.first_deferred,
                        e.next_attempt, now, seq, e.address) for seq, _, entries in outcomes for e in entries]
         settled = [(state, now, seq) for seq, state, _ in outcomes if state != "deferred"]
         deferred = [(now, seq, seq) for seq, state, _ in outcomes if state == "deferred"]
-        db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(
-                "UPDATE recipients SET state = ?, code = ?, enhanced = ?, text = ?, queue_id = ?,"
-                " attempts = attempts + ?, first_deferred = ?, next_attempt = ?, time = ?"
-                " WHERE seq = ? AND address = ?", recipients)
+            if recipients:
+                db.executemany(
+                    "UPDATE recipients SET state = ?, code = ?, enhanced = ?, text = ?, queue_id = ?,"
+                    " attempts = attempts + ?, first_deferred = ?, next_attempt = ?, time = ?"
+                    " WHERE seq = ? AND address = ?", recipients)
             # next_attempt matters for deferred messages only (due(), next_due(), the index)
             if settled:
                 db.executemany("UPDATE messages SET state = ?, updated = ?, next_attempt = NULL WHERE seq = ?",
@@ -394,13 +430,12 @@ class Journal:
                 db.executemany("UPDATE messages SET state = 'deferred', updated = ?, next_attempt = (SELECT"
                                " min(next_attempt) FROM recipients WHERE seq = ? AND state = 'deferred')"
                                " WHERE seq = ?", deferred)
-            changed = 0 if also is None else db.execute(*also).rowcount
+            cursors = [db.execute(*self.mark_statement(seq, now)) for seq in marks]
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
-            self._outcomes[:0] = outcomes
             raise
-        return changed
+        return cursors
 
     # ---- reading it back
 

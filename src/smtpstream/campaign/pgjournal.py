@@ -70,8 +70,8 @@ class _Connection:
     """psycopg behind the sqlite3 calls :class:`Journal` makes: ``?`` placeholders,
     ``execute`` returning a cursor, ``executemany``, BEGIN IMMEDIATE as BEGIN."""
 
-    def __init__(self, url: str) -> None:
-        self.conn = psycopg.connect(url, autocommit=True)
+    def __init__(self, url: str, **options: Any) -> None:
+        self.conn = psycopg.connect(url, autocommit=True, **options)
         self._sql: dict[str, str] = {}
 
     def _translate(self, sql: str) -> str:
@@ -117,6 +117,10 @@ class PgJournal(Journal):
                 self.db.conn.execute(statement)
         self._check_schema(_safe(url))
 
+    #: A commit waits for the database's reply (the GIL released): on a thread it
+    #: overlaps the sending, and the marks and outcomes of a busy run share it.
+    threaded_writes = True
+
     def close(self) -> None:
         try:
             self.flush()
@@ -158,16 +162,35 @@ class PgJournal(Journal):
              self.worker, limit)).fetchall()
         return self._items(sorted(rows), now)
 
-    def sending(self, seq: int) -> None:
-        """Marked only while this worker holds the row (else :class:`JournalError`: the end
-        of data is not written); the lease is renewed for the reply."""
-        now = time.time()
-        changed = self._mark((
-            "UPDATE messages SET state = 'sending', attempts = attempts + 1, updated = ?, lease_until = ?"
-            " WHERE seq = ? AND worker = ? AND state != 'sending'", (now, now + self.lease, seq, self.worker)))
+    def mark_statement(self, seq: int, now: float) -> tuple[str, tuple[Any, ...]]:
+        """Marked only while this worker holds the row (:meth:`check_marked` refuses
+        the mark otherwise: the end of data is not written); the lease is renewed
+        for the reply."""
+        return ("UPDATE messages SET state = 'sending', attempts = attempts + 1, updated = ?, lease_until = ?"
+                " WHERE seq = ? AND worker = ? AND state != 'sending'", (now, now + self.lease, seq, self.worker))
+
+    def check_marked(self, seq: int, changed: int) -> None:
         if changed != 1:
             raise JournalError(f"row {seq}: this worker's claim on it ran out and another worker took it:"
                                " not sent by this one")
+
+    def connect(self) -> _Connection:
+        # Named, so that an operator sees in pg_stat_activity whose connection it is.
+        return _Connection(self.path, application_name="smtpstream-journal-writer")
+
+    def write(self, db: Any, outcomes: Sequence[tuple[int, str, Sequence[Any]]], marks: Sequence[int]
+              ) -> list[int]:
+        """The SQLite journal's statements, sent in one pipeline: one round trip to the
+        server for the whole transaction, not one per statement."""
+        try:
+            with db.conn.pipeline():
+                cursors = self._write(db, outcomes, marks)
+        except psycopg.Error:
+            # An error reported when the pipeline synced: the transaction is aborted.
+            if db.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                db.conn.execute("ROLLBACK")
+            raise
+        return [cursor.rowcount for cursor in cursors]
 
     def release(self) -> None:
         """Give back the rows this worker claimed and did not send."""

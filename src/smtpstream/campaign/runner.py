@@ -30,6 +30,7 @@ from .journal import Entry, Item, Journal, JournalError, open_journal
 from .manifest import ManifestError, Row
 from .outcome import entries_for
 from .retry import RetrySchedule
+from .writer import JournalWriter
 from .template import MissingFile, Template, TemplateError, message_id_for
 
 __all__ = ["Campaign", "CampaignError", "CampaignStopped"]
@@ -103,6 +104,8 @@ class Campaign:
         self.last_error: Exception | None = None
         self._tally: dict[str, int] = {}
         self._shown = 0.0
+        #: The writer thread of the run sending now: outcomes go there, not to the journal.
+        self._writer: JournalWriter | None = None
 
     # ---- the journal
 
@@ -270,7 +273,7 @@ class Campaign:
                 fields["rcpt"] = [r.address for r in item.recipients]
                 yield item, fields
 
-        await self._send(pairs())
+        await self._send(pairs(), threaded=False)  # pairs() writes to the journal itself
         self._progress(force=True)
         return self.status()
 
@@ -293,8 +296,11 @@ class Campaign:
                     continue
                 yield item, fields
 
-    async def _send(self, pairs: Iterator[tuple[Item, dict[str, Any]]]) -> None:
-        """Send (item, fields) pairs through a pool, journaling each outcome."""
+    async def _send(self, pairs: Iterator[tuple[Item, dict[str, Any]]], threaded: bool | None = None) -> None:
+        """Send (item, fields) pairs through a pool, journaling each outcome. The journal's
+        writes are committed by a :class:`JournalWriter` thread when ``threaded``
+        (by default when the journal says its commits wait on a network), else on
+        the event loop."""
         journal = self.journal
         inflight: dict[int, Item] = {}
         schedule = self.schedule
@@ -316,20 +322,30 @@ class Campaign:
             if not result.attempted:
                 self.last_error = result.error
             state, entries = entries_for(item, result, schedule, time.time())
-            # Committed before the event loop next waits, with the other outcomes
-            # read meanwhile (or sooner, with the next message's sending mark).
             self._record(item, state, entries, commit=False)
-            if not flushing:
+            # On the loop: committed before the event loop next waits, with the other
+            # outcomes read meanwhile (or sooner, with the next message's sending mark).
+            if self._writer is None and not flushing:
                 flushing.append(loop.call_soon(flush))
 
         pool = AsyncPool(**self.settings)
+        if threaded is None:
+            threaded = journal.threaded_writes
+        writer = self._writer = JournalWriter(journal, loop) if threaded else None
         try:
-            await pool.send_many(messages(), on_result=on_result, before_end=journal.sending)
+            await pool.send_many(messages(), on_result=on_result,
+                                 before_end=journal.sending if writer is None else writer.mark)
         finally:
+            self._writer = None
+            if writer is not None:
+                writer.close()
             journal.flush()
 
     def _record(self, item: Item, state: str, entries: list[Entry], commit: bool = True) -> None:
-        self.journal.record(item.seq, state, entries, commit)
+        if self._writer is not None:
+            self._writer.record(item.seq, state, entries)
+        else:
+            self.journal.record(item.seq, state, entries, commit)
         tally = self._tally
         tally[item.state] = tally.get(item.state, 0) - 1
         tally[state] = tally.get(state, 0) + 1

@@ -336,6 +336,10 @@ class Session:
             if type(action) is Fetch:
                 try:
                     result = action.fetch(action.now)
+                    if hasattr(result, "__await__"):  # nothing here could await it
+                        getattr(result, "close", lambda: None)()
+                        raise TypeError("an awaitable (an async message source or before_end) needs asyncio:"
+                                        " use smtpstream.aio or AsyncPool")
                 except Exception as exc:  # the caller's iterator: thrown back as it is
                     error = exc
                 continue

@@ -192,13 +192,14 @@ class Batch:
     ``defaults`` are message fields given to every message that lacks them
     (a pool's ``dkim`` signer). ``before_end(key)`` is called with a message's
     ``key`` field just before its end of data is written (see
-    :meth:`ending`): a journal commits there that the message is on its way.
+    :meth:`ending`): a journal commits there that the message is on its way
+    (with an asyncio pool it may return an awaitable: a commit on a thread).
     """
 
     def __init__(self, attempts: int = 1, backoff: Callable[[], None] | None = None,
                  on_result: Callable[[BulkResult], Any] | None = None, resend_unknown: bool = False,
                  defaults: Mapping[str, Any] | None = None,
-                 before_end: Callable[[Any], None] | None = None) -> None:
+                 before_end: Callable[[Any], Any] | None = None) -> None:
         if before_end is not None and not callable(before_end):
             raise TypeError(f"before_end must be callable, got {type(before_end).__name__}")
         self.before_end = before_end
@@ -234,13 +235,23 @@ class Batch:
         if failure is not None and self.failure is None:
             self.failure = failure
 
-    def _ending(self, job: Job) -> None:
+    def _ending(self, job: Job) -> Any:
         """The end of data of ``job`` is about to be written: tell ``before_end``.
         If it raises, the batch stops (nothing more starts) and the exception
-        propagates into the dialogue, which then never writes that end of data."""
+        propagates into the dialogue, which then never writes that end of data.
+        An awaitable it returns (an asyncio pool's) is given back, to be
+        awaited before that end of data, its failure stopping the batch too."""
         fields = job.fields
         try:
-            self.before_end(fields.get("key") if isinstance(fields, Mapping) else None)
+            waiting = self.before_end(fields.get("key") if isinstance(fields, Mapping) else None)
+        except BaseException as exc:
+            self.stop(exc)
+            raise
+        return None if waiting is None else self._awaited(waiting)
+
+    async def _awaited(self, waiting: Any) -> None:
+        try:
+            await waiting
         except BaseException as exc:
             self.stop(exc)
             raise

@@ -218,6 +218,11 @@ class Fetch(Value):
         object.__setattr__(self, "phase", phase)
 
 
+def _given(value: Any) -> Callable[[bool], Any]:
+    """A Fetch's ``fetch`` that gives ``value`` (the transport awaits it when awaitable)."""
+    return lambda now: value
+
+
 class _Later:
     __slots__ = ()
 
@@ -393,7 +398,9 @@ class Client:
             if self._ending is not None and not ends.end_written:
                 # The caller's record that this message may now reach the server
                 # (a journal's commit): if it fails, the end of data is not written.
-                self._ending(ends.key)
+                waiting = self._ending(ends.key)
+                if waiting is not None:  # committed elsewhere (a thread): wait for it here
+                    yield Fetch(_given(waiting), phase=phase)
             ends.end_written = True
         if buffers:
             yield from self._act(Write(buffers, self._timeout(phase), phase))
@@ -621,8 +628,10 @@ class Client:
         ``ending(key)``, when given, is called just before the write that
         carries a message's end of data (or ``BDAT LAST``), once per
         transaction: the last moment to record that the server may get it.
-        If it raises, that end of data is never written: the message fails
-        with :class:`SMTPInterrupted` and the exception propagates.
+        It may return an awaitable (asyncio transports only): the end of data
+        is written once that is done. If it raises (or the awaitable does),
+        that end of data is never written: the message fails with
+        :class:`SMTPInterrupted` and the exception propagates.
         """
         self._done, self._fetch, self._ahead, self._ending = done, fetch, None, ending
         current: _Transaction | None = None
