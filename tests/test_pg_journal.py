@@ -180,3 +180,40 @@ def test_a_lost_journal_connection_stops_the_sending_and_loses_no_record(pg, tmp
     final = [email.message_from_bytes(e.original_content)["subject"].split()[-1] for e in handler.box]
     assert len(final) == len(set(final))  # each at most once
     assert set(final) == {f"k{i}" for i in range(300)} - (unknown - set(delivered))
+
+
+def test_postgresql_writes_what_sqlite_writes(pg, tmp_path):
+    """The same marks and outcomes (sent, refused, deferred with retry times, a message with
+    a recipient left deferred from before) give the same records in both journals: the
+    pipelined PostgreSQL transaction and SQLite's are one rule."""
+    def scripted(url):
+        journal = open_journal(url)
+        run = journal.claim("c" * 16, {"subject": "s"})
+        with journal.transaction():
+            journal.add(run, [(f"k{i}", "d", {"n": i}, f"<m{i}@x>", [f"a{i}@example.com", f"b{i}@example.com"])
+                              for i in range(4)])
+        items = journal.due(1000.0, 0, False)
+        for item in items[:2]:
+            journal.sending(item.seq)
+        journal.record(1, "sent", [Entry("a0@example.com", "sent", 250, "2.0.0", "ok", "Q1"),
+                                   Entry("b0@example.com", "sent", 250, "2.0.0", "ok", "Q1")], commit=False)
+        journal.record(2, "deferred", [
+            Entry("a1@example.com", "refused", 550, "5.1.1", "no such user"),
+            Entry("b1@example.com", "deferred", 451, "4.7.1", "greylisted", first_deferred=1000.0,
+                  next_attempt=1060.0)], commit=False)
+        journal.sending(3)  # commits both outcomes with this mark
+        journal.record(3, "deferred", [
+            Entry("a2@example.com", "deferred", 421, None, "busy", first_deferred=1000.0, next_attempt=1300.0),
+            Entry("b2@example.com", "deferred", 421, None, "busy", first_deferred=1000.0, next_attempt=1120.0)])
+        journal.sending(4)
+        journal.record(4, "unknown", [Entry("a3@example.com", "unknown", text="lost"),
+                                      Entry("b3@example.com", "unknown", text="lost")])
+        report = [row[:8] for row in journal.report()]  # not the write times
+        messages = journal.db.execute("SELECT key, state, attempts, next_attempt FROM messages ORDER BY seq").fetchall()
+        journal.close()
+        return report, [tuple(m) for m in messages]
+
+    sqlite = scripted(str(tmp_path / "run.db"))
+    assert sqlite[1] == [("k0", "sent", 1, None), ("k1", "deferred", 1, 1060.0), ("k2", "deferred", 1, 1120.0),
+                         ("k3", "unknown", 1, None)]
+    assert scripted(pg) == sqlite
