@@ -2,9 +2,9 @@
 
 ``SMTPSTREAM_BENCH_CELERY_ROWS`` rows (default 6000) of about 2 KiB to
 postfix's smtp-sink on loopback. The local engine is ``Campaign.run`` in
-this process with a SQLite journal (2 connections); the Celery rows use a
-PostgreSQL journal and ``celery -A smtpstream.celery worker --pool solo``
-processes (2 connections each), started and ready before the clock starts:
+this process with a SQLite journal; the Celery rows use a PostgreSQL journal
+and ``celery -A smtpstream.celery worker --pool solo`` processes; each
+process has ``SMTPSTREAM_BENCH_CELERY_CONNECTIONS`` connections (2), started and ready before the clock starts:
 the time is from ``enqueue`` (rows checked and journaled) to the journal
 saying done. PostgreSQL, redis-server and smtp-sink are started here
 (tests/services.py, tests/test_postfix_sink.py). ``extra_info``:
@@ -39,6 +39,9 @@ from services import fresh_database, postgres_server, redis_server  # noqa: E402
 from test_postfix_sink import sink  # noqa: E402,F401
 
 ROWS = int(os.environ.get("SMTPSTREAM_BENCH_CELERY_ROWS", "6000"))
+#: Connections per process, the same for every engine: with 2, each message of a
+#: worker waits for its journal commit; with more, the commits overlap the sending.
+CONNECTIONS = int(os.environ.get("SMTPSTREAM_BENCH_CELERY_CONNECTIONS", "2"))
 TEMPLATE = Template("statements@example.com", "Statement {id}",
                     "Dear {name},\n" + "A line of the statement, about seventy characters long, again.\n" * 30)
 _results: dict[str, float] = {}
@@ -77,7 +80,7 @@ def test_celery_engine_throughput(benchmark, services, sink, manifest, engine, t
     port, _ = sink
     if engine == "local":
         start = time.perf_counter()
-        with Campaign(str(tmp_path / "run.db"), server="127.0.0.1", port=port, connections=2) as campaign:
+        with Campaign(str(tmp_path / "run.db"), server="127.0.0.1", port=port, connections=CONNECTIONS) as campaign:
             counts = campaign.run(read_manifest(manifest), TEMPLATE)
         elapsed = time.perf_counter() - start
     else:
@@ -91,7 +94,7 @@ def test_celery_engine_throughput(benchmark, services, sink, manifest, engine, t
             time.sleep(5.0)  # imported and listening before the clock starts
             start = time.perf_counter()
             enqueue(journal, read_manifest(manifest), TEMPLATE, broker=broker, server="127.0.0.1", port=port,
-                    connections=2, batch_size=500)
+                    connections=CONNECTIONS, batch_size=500)
             counts = progress(journal, interval=0.05)
             elapsed = time.perf_counter() - start
         finally:
@@ -102,7 +105,7 @@ def test_celery_engine_throughput(benchmark, services, sink, manifest, engine, t
     assert counts["sent"] == ROWS
     rate = ROWS / elapsed
     _results[engine] = rate
-    benchmark.group = f"celery/{ROWS}x2KiB"
+    benchmark.group = f"celery/{ROWS}x2KiB/{CONNECTIONS}conn"
     benchmark.name = engine
     benchmark.extra_info.update(msgs_per_s=rate, seconds=elapsed, rows=ROWS)
     if engine != "local" and "local" in _results:
