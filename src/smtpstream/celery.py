@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import psycopg
 from celery import Celery
 
 from .campaign import Campaign, Template
@@ -57,13 +58,27 @@ app.conf.update(
 )
 
 
-@app.task(name="smtpstream.send_batch", acks_late=True)
-def send_batch(first: int, last: int, journal: str | None = None) -> dict[str, int]:
-    """Send the due rows with journal order ``first``..``last``; returns counts by outcome."""
+@app.task(name="smtpstream.send_batch", acks_late=True, bind=True, max_retries=None)
+def send_batch(task: Any, first: int, last: int, journal: str | None = None) -> dict[str, int]:
+    """Send the due rows with journal order ``first``..``last``; returns counts by outcome.
+
+    If the journal's database drops the worker's connections (a restart, a
+    failover), the worker opens new ones and the task runs again, later
+    (its claims make that safe): a lost connection never skips a batch."""
     url = journal or os.environ.get("SMTPSTREAM_JOURNAL")
     if not url:
         raise RuntimeError("send_batch: set SMTPSTREAM_JOURNAL (the campaign's postgresql:// journal)")
-    return _worker(url).send(first, last)
+    worker = _worker(url)
+    try:
+        return worker.send(first, last)
+    except (psycopg.OperationalError, psycopg.InterfaceError, BatchNotSent) as exc:
+        worker.reset()
+        raise task.retry(exc=exc, countdown=min(30.0, 0.5 * 2 ** task.request.retries)) from None
+
+
+class BatchNotSent(Exception):
+    """Some rows of a batch were not sent (the pool stopped: a lost journal connection,
+    a relay that refused connections): the task runs again later."""
 
 
 _workers: dict[str, _Worker] = {}
@@ -117,12 +132,44 @@ class _Worker:
         self._feed: asyncio.Queue | None = None
         self._sending: asyncio.Future | None = None
         self._inflight: dict[int, tuple[Any, _Tracker]] = {}
+        #: This process's id in claims, kept across new connections (its claims stay its own).
+        self.worker_id: str | None = None
+        #: A connection was lost: the next journal first recovers this worker's sending rows.
+        self._recover_own = False
 
     def send(self, first: int, last: int) -> dict[str, int]:
         return asyncio.run_coroutine_threadsafe(self._batch(first, last), self.loop).result()
 
+    def reset(self) -> None:
+        """After a lost journal connection: let the pool finish what it has in flight,
+        drop the journal and its writer; the next batch opens new connections and
+        first makes this worker's rows left *sending* unknown."""
+        asyncio.run_coroutine_threadsafe(self._reset(), self.loop).result()
+
+    async def _reset(self) -> None:
+        if self._sending is not None and not self._sending.done():
+            self._feed.put_nowait(None)  # nothing new starts; what is in flight ends
+            await asyncio.wait([self._sending], timeout=60)
+        if self._sending is not None and self._sending.done() and not self._sending.cancelled():
+            self._sending.exception()  # the lost connection's error, reported by the task already
+        self._sending = None
+        for closing in (self.writer, self.journal):
+            if closing is not None:
+                try:
+                    closing.close()
+                except Exception:  # the connection that was lost: nothing more to save there
+                    pass
+        self.writer = self.journal = None
+        self._inflight.clear()
+        self._recover_own = True
+
     def _setup(self) -> None:
-        journal = self.journal = PgJournal(self.url, lease=float(os.environ.get("SMTPSTREAM_LEASE", 120)))
+        journal = self.journal = PgJournal(self.url, worker=self.worker_id,
+                                           lease=float(os.environ.get("SMTPSTREAM_LEASE", 120)))
+        self.worker_id = journal.worker
+        if self._recover_own:
+            journal.recover_own()  # sent by connections now gone: their outcomes are unknown
+            self._recover_own = False
         definition = journal.get_json("definition")
         if definition is None:
             raise RuntimeError(f"{self.url}: no campaign in this journal")
@@ -138,10 +185,18 @@ class _Worker:
         # database): the loop goes on sending meanwhile.
         self.writer = JournalWriter(journal, self.loop)
 
+    def _pool_failed(self) -> None:
+        """The pool ended with messages of a task still in its queue: raise why."""
+        failure = None if self._sending is None or self._sending.cancelled() else self._sending.exception()
+        raise BatchNotSent(f"the pool stopped: {failure!r}") from failure
+
     def _ensure_pool(self) -> None:
-        """The pool's send_many, started again if it ended (a stop, a circuit breaker)."""
+        """The pool's send_many; one that ended on an error fails the task (what it still
+        held would never be sent), and the next task starts a new one."""
         if self._sending is not None and not self._sending.done():
             return
+        if self._sending is not None and self._inflight:
+            self._pool_failed()
         feed: asyncio.Queue = asyncio.Queue()
         self._feed = feed
 
@@ -161,6 +216,19 @@ class _Worker:
         state, entries = entries_for(item, result, self.schedule, time.time())
         # A batch is done once its outcomes are committed.
         self.writer.record(item.seq, state, entries, lambda error: tracker.settle(state, error))
+
+    async def _settled(self, tracker: _Tracker) -> None:
+        """Until every outcome of the task is committed; raise what stopped the pool
+        (a failed journal commit) if it ended first, leaving some never sent."""
+        done = asyncio.ensure_future(tracker.done.wait())
+        try:
+            await asyncio.wait([done, self._sending], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            done.cancel()
+        if tracker.left and self._sending.done():
+            if tracker.error is not None:
+                raise tracker.error
+            self._pool_failed()
 
     async def _batch(self, first: int, last: int) -> dict[str, int]:
         if self.journal is None:
@@ -192,7 +260,7 @@ class _Worker:
                     tracker.add()
                     self._feed.put_nowait(fields)
                 if tracker.left:
-                    await tracker.done.wait()
+                    await self._settled(tracker)
             held = journal.db.execute(
                 "SELECT min(lease_until) FROM messages WHERE seq BETWEEN ? AND ? AND state IN ('pending', 'sending')"
                 " AND worker IS NOT NULL AND worker != ?", (first, last, journal.worker)).fetchone()[0]
@@ -205,6 +273,8 @@ class _Worker:
         journal.release()
         if tracker.error is not None:
             raise tracker.error
+        if tracker.counts.get("pending"):  # tried and not sent (the pool stopped): again later
+            raise BatchNotSent(f"{tracker.counts['pending']} rows were not sent (the pool stopped)")
         return tracker.counts
 
 

@@ -269,11 +269,12 @@ class Journal:
 
     # ---- a run
 
-    def recover(self) -> int:
+    def recover(self, stale: tuple[str, tuple[Any, ...]] | None = None) -> int:
         """Rows left *sending* by a run that died: their end of data may have reached
-        the server, so their outcome is unknown. Returns how many."""
+        the server, so their outcome is unknown. Returns how many. ``stale``: the
+        condition (SQL, params) such a row must meet, :meth:`_stale`'s by default."""
         now = time.time()
-        stale, params = self._stale(now)
+        stale, params = self._stale(now) if stale is None else stale
         with self.transaction():
             seqs = [s for (s,) in self.db.execute(f"SELECT seq FROM messages WHERE state = 'sending'{stale}", params)]
             for seq in seqs:

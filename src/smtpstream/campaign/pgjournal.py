@@ -192,6 +192,12 @@ class PgJournal(Journal):
             raise
         return [cursor.rowcount for cursor in cursors]
 
+    def recover_own(self) -> int:
+        """This worker's rows left *sending* by a connection of its own that was lost
+        (none of them is in flight any more): unknown now, without waiting for the
+        lease to run out."""
+        return self.recover((" AND worker = ?", (self.worker,)))
+
     def release(self) -> None:
         """Give back the rows this worker claimed and did not send."""
         self.db.execute("UPDATE messages SET lease_until = NULL, worker = NULL WHERE worker = ? AND state IN"

@@ -67,7 +67,10 @@ class JournalWriter:
         with self._lock:
             self._outcomes.append((seq, state, entries))
             if committed is not None:
-                self._callbacks.append(committed)
+                if self.error is not None:  # never committed by this writer: say so now
+                    self._loop.call_soon(committed, self.error)
+                else:
+                    self._callbacks.append(committed)
             self._changed.notify()
 
     def drain(self) -> None:
@@ -105,8 +108,12 @@ class JournalWriter:
                     # closing with everything committed, or stopped by a failed commit:
                     # a mark that came meanwhile fails (its end of data is not written)
                     marks, self._marks = self._marks, []
-                    if marks:
-                        self._loop.call_soon_threadsafe(self._settle, marks, [], self.error, [])
+                    callbacks, self._callbacks = self._callbacks, []
+                    if marks or callbacks:
+                        try:
+                            self._loop.call_soon_threadsafe(self._settle, marks, [], self.error, callbacks)
+                        except RuntimeError:  # the loop is closed: nobody waits for these
+                            pass
                     return
                 marks, self._marks = self._marks, []
                 outcomes, self._outcomes = self._outcomes, []
