@@ -439,3 +439,21 @@ def test_a_message_with_a_one_shot_part_cannot_rewind(tmp_path):
             assert not source.replayable
             with pytest.raises(ValueError, match="one-shot"):
                 source.rewind()
+
+
+@pytest.mark.parametrize("line", [10, 998, 999, 5000])
+def test_short_lines_is_promised_only_where_every_line_fits(line):
+    """``short_lines`` lets the sender skip its 998-octet line check: an encoded text
+    (whatever its input lines) promises it and keeps it; a body whose encoding the
+    caller chose is measured."""
+    from smtpstream.message import message, text
+
+    part = text("x" * line + "\n" + "y" * 20)
+    built = message({"headers": {"from": "a@example.com", "to": "b@example.com", **part["headers"]},
+                     "body": part["body"]})
+    data = b"".join(built)
+    assert built.short_lines is True and max(map(len, data.split(b"\r\n"))) <= 998
+    raw = message({"headers": {"from": "a@example.com", "to": "b@example.com",
+                               "content-transfer-encoding": "8bit"}, "body": "x" * line + "\n"})
+    assert raw.short_lines is (line <= 998)
+    assert b"x" * line in b"".join(raw).split(b"\r\n")  # sent as given: the check is what stops it

@@ -73,9 +73,10 @@ class Body:
 
 
 class BytesBody(Body):
-    """Bytes already encoded for the wire."""
+    """Bytes already encoded for the wire. ``short_lines``: True when the encoder
+    that made them guarantees lines within :data:`MAX_LINE` (else measured once)."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "_short")
     replayable = True
 
     @property
@@ -84,10 +85,18 @@ class BytesBody(Body):
 
     @property
     def short_lines(self) -> bool:
-        return longest_line(self.data) <= MAX_LINE
+        if self._short is None:
+            self._short = longest_line(self.data) <= MAX_LINE
+        return self._short
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, short_lines: bool | None = None) -> None:
         self.data = data
+        self._short = short_lines
+
+    def terminated(self) -> BytesBody:
+        """This body with its last line ended by CRLF (no line gets longer)."""
+        data = self.data
+        return BytesBody(data + b"\r\n", self._short) if data and not data.endswith(b"\r\n") else self
 
     def chunks(self) -> Iterator[bytes]:
         if self.data:

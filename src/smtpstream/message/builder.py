@@ -430,7 +430,7 @@ def _leaf_body(body: Any, given: dict[str, Any], where: str) -> tuple[list[tuple
         else:
             chosen, encoded = "base64", _base64(data)
         defaults.append(("content-transfer-encoding", chosen))
-        return defaults, BytesBody(encoded)
+        return defaults, BytesBody(encoded, short_lines=True)  # encode_text and _base64 keep lines short
     if isinstance(body, (tuple, list)):
         _check_chunks(body, where)
     if isinstance(body, Iterable) or callable(body):
@@ -488,13 +488,15 @@ def _parts_of(body: Mapping, where: str) -> list[Any]:
     return [body[k] for k in numbered]
 
 
-def _build(mesgt: Any, defaults: list[tuple[str, Any]], where: str):
+def _build(mesgt: Any, defaults: list[tuple[str, Any]], where: str, given: dict[str, Any] | None = None):
+    """A part's node; ``given``: its headers already checked and lowered (message()'s own copy)."""
     if not isinstance(mesgt, Mapping):
         raise MessageError(f"{where}: a part must be a mapping with 'headers' and 'body'")
     unknown = set(mesgt) - {"headers", "body", "zone"}
     if unknown:
         raise MessageError(f"{where}: unknown keys {sorted(map(str, unknown))}")
-    given = _lower_headers(mesgt.get("headers"), where)
+    if given is None:
+        given = _lower_headers(mesgt.get("headers"), where)
     body = mesgt.get("body")
     if isinstance(body, Mapping):
         parts = _parts_of(body, where)
@@ -649,7 +651,7 @@ def message(mesgt: Mapping[Any, Any], *, dkim: Any = None, unsubscribe: Any = No
         own = _head(defaults, given)
         root = _SharedRoot(own[:-2] + body.node.head, body)  # our fields, the body's, the empty line
     else:
-        root = _build(table, defaults, "message")
+        root = _build(table, defaults, "message", given)
     if isinstance(root, _Leaf):
         # In a multipart the delimiter's CRLF ends a part's last line; a
         # single-part message must end its last line itself.
@@ -717,8 +719,7 @@ def _spill_one_shot(node) -> None:
 
 def _terminated(body: Body) -> Body:
     if isinstance(body, BytesBody):
-        data = body.data
-        return BytesBody(data + CRLF) if data and not data.endswith(CRLF) else body
+        return body.terminated()
     if isinstance(body, SourceBody):
         return _CRLFTerminated(body)
     return body  # base64 bodies end with CRLF already

@@ -144,7 +144,7 @@ def text(content: Union[str, bytes], subtype: str = "plain", charset: str = "utf
             "content-type": hdr.format_params(f"text/{subtype}", {"charset": used}),
             "content-transfer-encoding": cte,
         },
-        "body": BytesBody(encoded),
+        "body": BytesBody(encoded, short_lines=True),  # encode_text keeps every line within 998
     }
 
 

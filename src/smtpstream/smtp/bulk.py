@@ -22,7 +22,7 @@ from .errors import (
     SMTPUnknownOutcome,
 )
 from .emailmsg import is_message
-from .options import MessageSpec, SendResult, is_message_source, message_spec, split_fields
+from .options import MESSAGE_FIELDS, MessageSpec, SendResult, is_message_source, message_spec, split_fields
 from .reply import Reply
 
 TYPE_CHECKING = False
@@ -269,9 +269,12 @@ class Batch:
         try:
             if "key" in fields:  # the caller's own: comes back on the result, never sent
                 fields = {k: v for k, v in fields.items() if k != "key"}
-            conn_fields, msg_fields = split_fields(fields, {})
-            if conn_fields:
-                raise TypeError(f"connection fields {sorted(conn_fields)} belong to the pool or session")
+            if fields.keys() <= MESSAGE_FIELDS:  # the usual case: nothing to rename or to refuse
+                msg_fields = fields
+            else:
+                conn_fields, msg_fields = split_fields(fields, {})
+                if conn_fields:
+                    raise TypeError(f"connection fields {sorted(conn_fields)} belong to the pool or session")
             spec = message_spec({**self.defaults, **msg_fields} if self.defaults else msg_fields)
         except SMTPError as exc:
             self._file(job, error=exc)

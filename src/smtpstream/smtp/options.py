@@ -484,8 +484,10 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
     source = fields["source"]
     if emailmsg.is_message(source):
         return _email_spec(source, fields)
-    check_source(source)
-    if is_message_source(source) and source.started:
+    built = is_message_source(source)
+    if not built:  # a message() source is one by construction
+        check_source(source)
+    elif source.started:
         # Read before (a send that failed midway, or one that went through):
         # its tail under the whole message's SIZE would be stored as the message.
         if not source.replayable:
