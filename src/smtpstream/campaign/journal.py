@@ -132,12 +132,8 @@ class Journal:
         self._outcomes: list[tuple[int, str, Sequence[Entry]]] = []
         self._checkpointer: _Checkpointer | None = None
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db = self._connection()
             self.db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a commit is in the WAL file before commit
-            # returns, so it survives the process being killed (not a power loss).
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA busy_timeout=5000")
             self.db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise JournalError(f"{self.path}: not a usable journal ({exc})") from None
@@ -347,12 +343,18 @@ class Journal:
                 "SELECT address, state FROM recipients WHERE seq = ?", (seq,)) if a not in tried}
         return item
 
+    def _connection(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # NORMAL in WAL mode: a commit is in the WAL file before commit
+        # returns, so it survives the process being killed (not a power loss).
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        return db
+
     def connect(self) -> Any:
         """A connection of its own to this journal, for a thread that writes to it
         (:class:`~.writer.JournalWriter`): the same settings as the journal's."""
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=5000")
+        db = self._connection()
         db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job (see below)
         self._checkpoint_in_background()
         return db
@@ -361,12 +363,7 @@ class Journal:
         """Committed before the message's end of data is written (with the outcomes
         :meth:`record` left for :meth:`flush`: one commit for all)."""
         self._checkpoint_in_background()
-        outcomes, self._outcomes = self._outcomes, []
-        try:
-            (changed,) = self.write(self.db, outcomes, [seq])
-        except BaseException:
-            self._outcomes[:0] = outcomes  # still waiting: nothing recorded is dropped
-            raise
+        (changed,) = self._write_waiting([seq])
         self.check_marked(seq, changed)
 
     def mark_statement(self, seq: int, now: float) -> tuple[str, tuple[Any, ...]]:
@@ -382,12 +379,17 @@ class Journal:
     def flush(self) -> None:
         """Write and commit the outcomes :meth:`record` was given with ``commit=False``."""
         if self._outcomes:
-            outcomes, self._outcomes = self._outcomes, []
-            try:
-                self.write(self.db, outcomes, [])
-            except BaseException:
-                self._outcomes[:0] = outcomes
-                raise
+            self._write_waiting([])
+
+    def _write_waiting(self, marks: Sequence[int]) -> list[int]:
+        """:meth:`write` on the journal's connection: the outcomes waiting, then ``marks``.
+        Should it fail, the outcomes stay waiting (nothing recorded is dropped)."""
+        outcomes, self._outcomes = self._outcomes, []
+        try:
+            return self.write(self.db, outcomes, marks)
+        except BaseException:
+            self._outcomes[:0] = outcomes
+            raise
 
     def record(self, seq: int, state: str, entries: Sequence[Entry], commit: bool = True) -> None:
         """The outcome of one attempt: the message's new state and its recipients'

@@ -1,9 +1,10 @@
 """A run's journal writes on a thread of their own, so that commits never stall the event loop.
 
-A commit costs tens of microseconds of SQLite (or a round trip to
-PostgreSQL) per message, most of it with the GIL released: on a thread it
-runs beside the event loop instead of in it. The journal's commit rule is
-unchanged. :meth:`JournalWriter.mark` gives the pool's ``before_end`` an
+For a journal whose commit waits on a network (PostgreSQL: a round trip per
+transaction, the GIL released meanwhile; ``Journal.threaded_writes``): on a
+thread the wait runs beside the sending instead of in it. SQLite's commit is
+CPU work, cheaper on the loop than handed over (measured). The journal's
+commit rule is unchanged. :meth:`JournalWriter.mark` gives the pool's ``before_end`` an
 awaitable that is done once the message is committed *sending*, and the
 pool writes the end of data only then; :meth:`JournalWriter.record` hands
 an outcome to the thread, which commits it at once, together with every
@@ -109,11 +110,7 @@ class JournalWriter:
                     # a mark that came meanwhile fails (its end of data is not written)
                     marks, self._marks = self._marks, []
                     callbacks, self._callbacks = self._callbacks, []
-                    if marks or callbacks:
-                        try:
-                            self._loop.call_soon_threadsafe(self._settle, marks, [], self.error, callbacks)
-                        except RuntimeError:  # the loop is closed: nobody waits for these
-                            pass
+                    self._hand_back(marks, [], self.error, callbacks)
                     return
                 marks, self._marks = self._marks, []
                 outcomes, self._outcomes = self._outcomes, []
@@ -131,11 +128,16 @@ class JournalWriter:
                     self.error = error
                     self._outcomes[:0] = outcomes
                 self._changed.notify_all()
-            if marks or callbacks:
-                try:
-                    self._loop.call_soon_threadsafe(self._settle, marks, changed, error, callbacks)
-                except RuntimeError:  # the loop is closed: nobody waits for these marks
-                    pass
+            self._hand_back(marks, changed, error, callbacks)
+
+    def _hand_back(self, marks: list[tuple[int, asyncio.Future[None]]], changed: list[int],
+                   error: BaseException | None, callbacks: list[Callable[[BaseException | None], Any]]) -> None:
+        """From the thread: :meth:`_settle` these on the loop."""
+        if marks or callbacks:
+            try:
+                self._loop.call_soon_threadsafe(self._settle, marks, changed, error, callbacks)
+            except RuntimeError:  # the loop is closed: nobody waits for these
+                pass
 
     def _settle(self, marks: list[tuple[int, asyncio.Future[None]]], changed: list[int],
                 error: BaseException | None, callbacks: list[Callable[[BaseException | None], Any]]) -> None:
