@@ -22,6 +22,7 @@ import pytest
 from smtpstream.campaign import (
     Campaign,
     CampaignError,
+    Journal,
     ManifestError,
     RetrySchedule,
     Template,
@@ -58,10 +59,12 @@ class Relay(AuthHandler):
     async def handle_DATA(self, server, session, envelope):
         parsed = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
         if self.journal is not None:  # what the journal said when the end of data arrived
-            with sqlite3.connect(f"file:{self.journal}?mode=ro", uri=True) as db:
-                state = db.execute("SELECT state FROM messages WHERE message_id = ?",
-                                   (parsed["message-id"],)).fetchone()
-            self.states_at_end.append((parsed["message-id"], state[0] if state else None))
+            reader = Journal(str(self.journal))  # the database and the run's redo log
+            try:
+                state = reader.states().get(parsed["message-id"])
+            finally:
+                reader.close()
+            self.states_at_end.append((parsed["message-id"], state))
         reply = await super().handle_DATA(server, session, envelope)
         if str(parsed["subject"]) in self.drop:
             self.drop.discard(str(parsed["subject"]))

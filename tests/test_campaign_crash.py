@@ -20,7 +20,6 @@ import os
 import random
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from smtpstream.campaign import Journal
 from smtp_servers import HOST
 from test_postfix_sink import sink  # noqa: F401  (a fixture: smtp-sink -d on 127.0.0.1)
 
@@ -56,14 +56,16 @@ def start(args: list[str], port: int) -> subprocess.Popen:
 
 
 def journal_states(db: Path) -> dict[str, set[str]]:
+    """Message-IDs per state, as the journal holds them (its redo log included)."""
     out: dict[str, set[str]] = collections.defaultdict(set)
     if not db.exists():
         return out
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages'").fetchone():
-            return out  # killed while the journal was being created
-        for state, message_id in conn.execute("SELECT state, message_id FROM messages"):
+    journal = Journal(str(db))
+    try:
+        for message_id, state in journal.states().items():
             out[state].add(message_id)
+    finally:
+        journal.close()
     return out
 
 

@@ -17,6 +17,7 @@ same states but *sending*.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -24,7 +25,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .redo import RedoLog, RedoLogBusy, read_records, replay_dead
+
 _ADD_BATCH = 500  # rows journaled per statement by add()
+#: The redo log is applied to the database when it holds this many records, or
+#: when this many seconds have passed since it last was (what another process
+#: reading the journal during a run may lag by), and before any read.
+_REDO_BATCH = 500
+_REDO_INTERVAL = 0.5
 
 __all__ = ["Journal", "JournalError", "Item", "Recipient", "MESSAGE_STATES", "RECIPIENT_STATES", "open_journal"]
 
@@ -118,8 +126,15 @@ class Journal:
     """The SQLite journal of one campaign (see the module doc).
 
     One connection, used from one thread (the campaign's event loop). Every
-    write is committed before the method returns.
+    write is committed before the method returns: during a run (from
+    :meth:`claim` on), the marks and outcomes into the redo log
+    (:mod:`.redo`), which is applied to the database in batches and before
+    any read; else into the database.
     """
+
+    #: Whether a run's marks and outcomes go through a :class:`~.redo.RedoLog`.
+    uses_redo_log = True
+    _redo: RedoLog | None = None
 
     #: Whether a run's commits go to a :class:`~.writer.JournalWriter` thread. Not
     #: for SQLite: its commit is CPU work that takes as long on a thread as on the
@@ -138,6 +153,11 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             raise JournalError(f"{self.path}: not a usable journal ({exc})") from None
         self._check_schema(self.path)
+        replay_dead(self._redo_path(), self._apply_redo)  # a run that died: its last records
+        self._applied_at = 0.0
+
+    def _redo_path(self) -> str:
+        return self.path + "-redo"
 
     def _check_schema(self, where: str) -> None:
         """A new journal gets this version's schema number; an old one must have it."""
@@ -149,8 +169,14 @@ class Journal:
 
     def close(self) -> None:
         try:
-            self.flush()
+            self.sync()
+            if self._redo is not None:  # all applied: the log goes
+                self._redo.close()
+                self._redo = None
         finally:
+            if self._redo is not None:  # not applied: left for the next opener to apply
+                self._redo.close(remove=False)
+                self._redo = None
             if self._checkpointer is not None:
                 self._checkpointer.stop()
                 self._checkpointer = None
@@ -188,6 +214,7 @@ class Journal:
             raise JournalError(
                 f"{self.path} is the journal of another campaign (subject {old.get('subject')!r}, "
                 f"from {old.get('from')!r}, created {self.get('created')}): use a new journal for this one")
+        self._start_redo()  # before any write: a second run on the journal changes nothing
         runs = int(self.get("runs") or 0) + 1
         with self.transaction():
             if known is None:
@@ -197,12 +224,24 @@ class Journal:
             self.put("runs", str(runs))
         return runs
 
+    def _start_redo(self) -> None:
+        """This run's redo log, locked: a second run on the journal is refused here."""
+        if not self.uses_redo_log or self._redo is not None:
+            return
+        try:
+            self._redo = RedoLog(self._redo_path(), self._apply_redo,
+                                 lambda: int(self.get("redo_applied") or 0) + 1)
+        except RedoLogBusy:
+            raise JournalError(f"{self.path}: another run is using this journal (it holds {self._redo_path()});"
+                               " wait for it to finish, or stop it") from None
+        self._applied_at = time.monotonic()
+
     # ---- rows in
 
     def transaction(self, keep: bool = True) -> _Transaction:
         """A transaction: committed on success (rolled back when not ``keep``: a dry run),
         rolled back on an exception."""
-        self.flush()
+        self.sync()
         return _Transaction(self.db, keep)
 
     def forget(self, name: str) -> None:
@@ -261,6 +300,7 @@ class Journal:
 
     def lookup(self, key: str) -> tuple[int, str, str] | None:
         """(seq, state, message_id) of a key, or None."""
+        self.sync()
         return self.db.execute("SELECT seq, state, message_id FROM messages WHERE key = ?", (key,)).fetchone()
 
     # ---- a run
@@ -292,6 +332,7 @@ class Journal:
         """Up to ``limit`` messages after ``after`` in journal order that are due now:
         pending rows, deferred rows whose retry is due, unknown rows when
         ``resend_unknown``. A pass moves ``after`` forward: each row once per pass."""
+        self.sync()
         states = ["pending", "deferred"] + (["unknown"] if resend_unknown else [])
         rows = self.db.execute(
             f"SELECT seq, key, row, message_id, state FROM messages WHERE seq > ? AND state IN"
@@ -316,6 +357,7 @@ class Journal:
 
     def item(self, seq: int, now: float, resend_unknown: bool) -> Item | None:
         """The message ``seq`` if it is due now (as :meth:`due` would list it), else None."""
+        self.sync()
         row = self.db.execute("SELECT seq, key, row, message_id, state, next_attempt FROM messages WHERE seq = ?",
                               (seq,)).fetchone()
         if row is None:
@@ -361,15 +403,20 @@ class Journal:
 
     def sending(self, seq: int) -> None:
         """Committed before the message's end of data is written (with the outcomes
-        :meth:`record` left for :meth:`flush`: one commit for all)."""
+        :meth:`record` left for :meth:`flush`: one commit for all; during a run, an
+        append to the redo log)."""
         self._checkpoint_in_background()
+        if self._redo is not None:
+            self._log(("m", seq, time.time()))
+            return
         (changed,) = self._write_waiting([seq])
         self.check_marked(seq, changed)
 
+    MARK_SQL = "UPDATE messages SET state = 'sending', attempts = attempts + 1, updated = ? WHERE seq = ?"
+
     def mark_statement(self, seq: int, now: float) -> tuple[str, tuple[Any, ...]]:
         """The statement that marks ``seq`` *sending* (it changes one row, or the mark is refused)."""
-        return ("UPDATE messages SET state = 'sending', attempts = attempts + 1, updated = ? WHERE seq = ?",
-                (now, seq))
+        return self.MARK_SQL, (now, seq)
 
     def check_marked(self, seq: int, changed: int) -> None:
         """Raise unless the mark of ``seq`` changed its row (then its end of data is not written)."""
@@ -377,9 +424,58 @@ class Journal:
             raise JournalError(f"row {seq}: not in this journal, not marked sending: not sent")
 
     def flush(self) -> None:
-        """Write and commit the outcomes :meth:`record` was given with ``commit=False``."""
+        """Write and commit the outcomes :meth:`record` was given with ``commit=False``
+        (during a run, nothing waits: each is in the redo log once recorded)."""
         if self._outcomes:
             self._write_waiting([])
+
+    def sync(self) -> None:
+        """Everything recorded written into the database (:meth:`flush`, and the redo
+        log applied): what the journal's readers see from now on."""
+        self.flush()
+        if self._redo is not None:
+            self._redo.apply()
+            self._applied_at = time.monotonic()
+
+    def _log(self, record: tuple[Any, ...]) -> None:
+        """``record`` into the redo log; the log into the database when it is due."""
+        redo = self._redo
+        redo.append(record)
+        if len(redo.records) >= _REDO_BATCH or time.monotonic() - self._applied_at >= _REDO_INTERVAL:
+            self.sync()
+
+    def _apply_redo(self, records: Sequence[tuple[Any, ...]]) -> None:
+        """Redo log records into the database in one transaction: those not applied
+        before (numbered above ``redo_applied``, which moves with them).
+
+        Four statements for a whole batch, to the effect of the records applied
+        one by one: the marks first (a mark only adds an attempt and sets the
+        state), then the outcomes in order, then the state again of the rows
+        whose last record is a mark that came after an outcome of theirs."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            applied = int(self.get("redo_applied") or 0)
+            fresh = [r for r in records if r[0] > applied]
+            # (lsn, "m", seq, time) and (lsn, "o", seq, state, time, recipient rows)
+            marks = [(r[3], r[2]) for r in fresh if r[1] == "m"]
+            outcomes = [r[2:] for r in fresh if r[1] == "o"]
+            if marks:
+                changed = db.executemany(self.MARK_SQL, marks).rowcount
+                if changed != len(marks):
+                    raise JournalError(f"{len(marks) - changed} rows marked sending are not in this journal")
+            if outcomes:
+                self._write_outcomes(db, outcomes)
+                last = {r[2]: r for r in fresh}
+                marked_again = [(r[3], r[2]) for r in last.values() if r[1] == "m"]
+                if marked_again:
+                    db.executemany("UPDATE messages SET state = 'sending', updated = ? WHERE seq = ?", marked_again)
+            if fresh:
+                self.put("redo_applied", str(fresh[-1][0]))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def _write_waiting(self, marks: Sequence[int]) -> list[int]:
         """:meth:`write` on the journal's connection: the outcomes waiting, then ``marks``.
@@ -396,7 +492,10 @@ class Journal:
         (the message is next due when its first deferred recipient is). With
         ``commit=False`` the caller commits soon with :meth:`flush` (outcomes
         read together share one commit, and the next :meth:`sending` commits
-        them too)."""
+        them too; during a run, the outcome is in the redo log when this returns)."""
+        if self._redo is not None:
+            self._log(("o", seq, state, time.time(), [entry_row(e) for e in entries]))
+            return
         self._outcomes.append((seq, state, entries))
         if commit:
             self.flush()
@@ -414,25 +513,11 @@ class Journal:
         now = time.time()
         if not outcomes and len(marks) == 1:  # one statement commits by itself
             return [db.execute(*self.mark_statement(marks[0], now))]
-        recipients = [(e.state, e.code, e.enhanced, e.text, e.queue_id, int(e.attempted), e.first_deferred,
-                       e.next_attempt, now, seq, e.address) for seq, _, entries in outcomes for e in entries]
-        settled = [(state, now, seq) for seq, state, _ in outcomes if state != "deferred"]
-        deferred = [(now, seq, seq) for seq, state, _ in outcomes if state == "deferred"]
         db.execute("BEGIN IMMEDIATE")
         try:
-            if recipients:
-                db.executemany(
-                    "UPDATE recipients SET state = ?, code = ?, enhanced = ?, text = ?, queue_id = ?,"
-                    " attempts = attempts + ?, first_deferred = ?, next_attempt = ?, time = ?"
-                    " WHERE seq = ? AND address = ?", recipients)
-            # next_attempt matters for deferred messages only (due(), next_due(), the index)
-            if settled:
-                db.executemany("UPDATE messages SET state = ?, updated = ?, next_attempt = NULL WHERE seq = ?",
-                               settled)
-            if deferred:
-                db.executemany("UPDATE messages SET state = 'deferred', updated = ?, next_attempt = (SELECT"
-                               " min(next_attempt) FROM recipients WHERE seq = ? AND state = 'deferred')"
-                               " WHERE seq = ?", deferred)
+            if outcomes:
+                self._write_outcomes(db, [(seq, state, now, [entry_row(e) for e in entries])
+                                          for seq, state, entries in outcomes])
             cursors = [db.execute(*self.mark_statement(seq, now)) for seq in marks]
             db.execute("COMMIT")
         except BaseException:
@@ -440,30 +525,116 @@ class Journal:
             raise
         return cursors
 
+    @staticmethod
+    def _write_outcomes(db: Any, outcomes: Sequence[tuple[int, str, float, Sequence[Sequence[Any]]]]) -> None:
+        """Within the caller's transaction: outcomes (seq, state, time, recipient rows
+        as :func:`entry_row` makes them), the messages' states and their recipients'."""
+        recipients = [(*row[1:], now, seq, row[0]) for seq, _, now, rows in outcomes for row in rows]
+        # A message's state is its last outcome's (a redo log batch can hold two of one message).
+        last = {seq: (seq, state, now) for seq, state, now, _ in outcomes}.values()
+        settled = [(state, now, seq) for seq, state, now in last if state != "deferred"]
+        deferred = [(now, seq, seq) for seq, state, now in last if state == "deferred"]
+        if recipients:
+            db.executemany(
+                "UPDATE recipients SET state = ?, code = ?, enhanced = ?, text = ?, queue_id = ?,"
+                " attempts = attempts + ?, first_deferred = ?, next_attempt = ?, time = ?"
+                " WHERE seq = ? AND address = ?", recipients)
+        # next_attempt matters for deferred messages only (due(), next_due(), the index)
+        if settled:
+            db.executemany("UPDATE messages SET state = ?, updated = ?, next_attempt = NULL WHERE seq = ?",
+                           settled)
+        if deferred:
+            db.executemany("UPDATE messages SET state = 'deferred', updated = ?, next_attempt = (SELECT"
+                           " min(next_attempt) FROM recipients WHERE seq = ? AND state = 'deferred')"
+                           " WHERE seq = ?", deferred)
+
     # ---- reading it back
 
     def counts(self) -> dict[str, Any]:
-        """Messages per state (every state present, ``total`` too), and the same per recipient."""
+        """Messages per state (every state present, ``total`` too), and the same per recipient;
+        read by another process during a run, they include what its redo log holds."""
+        self.sync()
         def tally(table: str, states: Sequence[str]) -> dict[str, int]:
             out = dict.fromkeys(states, 0)
             for state, n in self.db.execute(f"SELECT state, count(*) FROM {table} GROUP BY state"):
                 out[state] = n
-            out["total"] = sum(out.values())
             return out
         messages = tally("messages", MESSAGE_STATES)
-        messages["recipients"] = tally("recipients", RECIPIENT_STATES)
+        recipients = tally("recipients", RECIPIENT_STATES)
+        live = self._live_records()
+        if live:
+            changed, changed_recipients = self._overlay(live)
+            for old, new in changed:
+                messages[old] -= 1
+                messages[new] += 1
+            for old, new in changed_recipients:
+                recipients[old] -= 1
+                recipients[new] += 1
+        messages["total"] = sum(messages.values())
+        recipients["total"] = sum(recipients.values())
+        messages["recipients"] = recipients
         return messages
+
+    def states(self) -> dict[str, str]:
+        """Every message's state by its Message-ID, as a ``kill -9`` now would leave it
+        (what a live run's redo log holds included): for tools and tests."""
+        self.sync()
+        out = dict(self.db.execute("SELECT seq, state FROM messages").fetchall())
+        live = self._live_records()
+        if live:
+            for record in live:
+                out[record[2]] = "sending" if record[1] == "m" else record[3]
+        ids = dict(self.db.execute("SELECT seq, message_id FROM messages").fetchall())
+        return {ids[seq]: state for seq, state in out.items()}
+
+    def _live_records(self) -> list[tuple[Any, ...]]:
+        """The records of another process's live run not applied yet (none for the run itself,
+        which applies its own before any read; none when no run is going on)."""
+        if self._redo is not None or not os.path.exists(self._redo_path()):
+            return []
+        try:
+            fd = os.open(self._redo_path(), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return []
+        try:
+            records = read_records(fd)
+        finally:
+            os.close(fd)
+        applied = int(self.get("redo_applied") or 0)
+        return [r for r in records if r[0] > applied]
+
+    def _overlay(self, live: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The (old, new) state changes the ``live`` records make, of messages and of recipients."""
+        messages: dict[int, str] = {}
+        recipients: dict[tuple[int, str], str] = {}
+        for record in live:
+            if record[1] == "m":
+                messages[record[2]] = "sending"
+            else:
+                messages[record[2]] = record[3]
+                for row in record[5]:
+                    recipients[(record[2], row[0])] = row[1]
+        seqs = sorted(messages)
+        marks = ",".join("?" * len(seqs))
+        was = dict(self.db.execute(f"SELECT seq, state FROM messages WHERE seq IN ({marks})", seqs).fetchall())
+        was_r = {(seq, a): st for seq, a, st in self.db.execute(
+            f"SELECT seq, address, state FROM recipients WHERE seq IN ({marks})", seqs)}
+        return ([(was[seq], new) for seq, new in messages.items() if seq in was and was[seq] != new],
+                [(was_r[k], new) for k, new in recipients.items() if k in was_r and was_r[k] != new])
 
     def next_due(self) -> float | None:
         """When the first deferred recipient is due, or None."""
+        self.sync()
         row = self.db.execute("SELECT min(next_attempt) FROM messages WHERE state = 'deferred'").fetchone()
         return row[0]
 
     def keys_in(self, state: str) -> list[str]:
+        self.sync()
         return [k for (k,) in self.db.execute("SELECT key FROM messages WHERE state = ? ORDER BY seq", (state,))]
 
     def entry(self, key: str) -> dict[str, Any] | None:
         """One message's record: state, Message-ID, attempts and every recipient's row."""
+        self.sync()
         found = self.db.execute("SELECT seq, state, message_id, attempts, updated FROM messages WHERE key = ?",
                                 (key,)).fetchone()
         if found is None:
@@ -475,9 +646,16 @@ class Journal:
 
     def report(self) -> Iterator[tuple[Any, ...]]:
         """One tuple per recipient, in journal order: see :data:`REPORT_FIELDS`."""
+        self.sync()
         yield from self.db.execute(
             f"SELECT m.key, {', '.join('r.' + f for f in REPORT_FIELDS[1:])} FROM recipients r"
             " JOIN messages m ON m.seq = r.seq ORDER BY r.seq, r.address")
+
+
+def entry_row(e: Entry) -> tuple[Any, ...]:
+    """An :class:`Entry` as the journal writes it (and as the redo log holds it)."""
+    return (e.address, e.state, e.code, e.enhanced, e.text, e.queue_id, int(e.attempted), e.first_deferred,
+            e.next_attempt)
 
 
 REPORT_FIELDS = ("key", "address", "state", "code", "enhanced", "text", "queue_id", "attempts", "time")

@@ -120,6 +120,8 @@ class PgJournal(Journal):
     #: A commit waits for the database's reply (the GIL released): on a thread it
     #: overlaps the sending, and the marks and outcomes of a busy run share it.
     threaded_writes = True
+    #: Its commits go to a writer thread, one per busy moment: no redo log in front.
+    uses_redo_log = False
 
     def close(self) -> None:
         try:

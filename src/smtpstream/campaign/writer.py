@@ -35,7 +35,7 @@ class JournalWriter:
     def __init__(self, journal: Journal, loop: asyncio.AbstractEventLoop) -> None:
         self._journal = journal
         self._loop = loop
-        journal.flush()  # what was recorded before comes first
+        journal.sync()  # what was recorded before comes first
         self._db = journal.connect()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
