@@ -407,16 +407,16 @@ class Journal:
         append to the redo log)."""
         self._checkpoint_in_background()
         if self._redo is not None:
-            self._log(("m", seq, time.time()))
+            self._redo.append(("m", seq, time.time()))
+            self._written()
             return
         (changed,) = self._write_waiting([seq])
         self.check_marked(seq, changed)
 
-    MARK_SQL = "UPDATE messages SET state = 'sending', attempts = attempts + 1, updated = ? WHERE seq = ?"
-
     def mark_statement(self, seq: int, now: float) -> tuple[str, tuple[Any, ...]]:
         """The statement that marks ``seq`` *sending* (it changes one row, or the mark is refused)."""
-        return self.MARK_SQL, (now, seq)
+        return ("UPDATE messages SET state = 'sending', attempts = attempts + 1, updated = ? WHERE seq = ?",
+                (now, seq))
 
     def check_marked(self, seq: int, changed: int) -> None:
         """Raise unless the mark of ``seq`` changed its row (then its end of data is not written)."""
@@ -425,22 +425,25 @@ class Journal:
 
     def flush(self) -> None:
         """Write and commit the outcomes :meth:`record` was given with ``commit=False``
-        (during a run, nothing waits: each is in the redo log once recorded)."""
-        if self._outcomes:
+        (during a run, into the redo log)."""
+        if self._redo is not None:
+            self._written()
+        elif self._outcomes:
             self._write_waiting([])
 
     def sync(self) -> None:
         """Everything recorded written into the database (:meth:`flush`, and the redo
         log applied): what the journal's readers see from now on."""
-        self.flush()
+        if self._outcomes:
+            self._write_waiting([])
         if self._redo is not None:
             self._redo.apply()
             self._applied_at = time.monotonic()
 
-    def _log(self, record: tuple[Any, ...]) -> None:
-        """``record`` into the redo log; the log into the database when it is due."""
+    def _written(self) -> None:
+        """The redo log's appended records written; the log into the database when it is due."""
         redo = self._redo
-        redo.append(record)
+        redo.write()
         if len(redo.records) >= _REDO_BATCH or time.monotonic() - self._applied_at >= _REDO_INTERVAL:
             self.sync()
 
@@ -448,28 +451,36 @@ class Journal:
         """Redo log records into the database in one transaction: those not applied
         before (numbered above ``redo_applied``, which moves with them).
 
-        Four statements for a whole batch, to the effect of the records applied
-        one by one: the marks first (a mark only adds an attempt and sets the
-        state), then the outcomes in order, then the state again of the rows
-        whose last record is a mark that came after an outcome of theirs."""
+        A few statements for a whole batch, to the effect of the records applied
+        one by one: a message only marked gets its marks' attempts and the last
+        mark's time; a message with outcomes gets its recipients' rows in order
+        and its last outcome's state, its marks' attempts with it; then the
+        state again of those whose last record is a mark after an outcome."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             applied = int(self.get("redo_applied") or 0)
             fresh = [r for r in records if r[0] > applied]
             # (lsn, "m", seq, time) and (lsn, "o", seq, state, time, recipient rows)
-            marks = [(r[3], r[2]) for r in fresh if r[1] == "m"]
+            marks: dict[int, int] = {}
+            for r in fresh:
+                if r[1] == "m":
+                    marks[r[2]] = marks.get(r[2], 0) + 1
             outcomes = [r[2:] for r in fresh if r[1] == "o"]
-            if marks:
-                changed = db.executemany(self.MARK_SQL, marks).rowcount
-                if changed != len(marks):
-                    raise JournalError(f"{len(marks) - changed} rows marked sending are not in this journal")
+            with_outcome = {o[0] for o in outcomes}
+            last = {r[2]: r for r in fresh}
+            changed = 0
+            only_marked = [(marks[seq], r[3], seq) for seq, r in last.items() if seq not in with_outcome]
+            if only_marked:
+                changed += db.executemany("UPDATE messages SET state = 'sending', attempts = attempts + ?,"
+                                          " updated = ? WHERE seq = ?", only_marked).rowcount
             if outcomes:
-                self._write_outcomes(db, outcomes)
-                last = {r[2]: r for r in fresh}
-                marked_again = [(r[3], r[2]) for r in last.values() if r[1] == "m"]
+                changed += self._write_outcomes(db, outcomes, marks)
+                marked_again = [(r[3], seq) for seq, r in last.items() if r[1] == "m" and seq in with_outcome]
                 if marked_again:
                     db.executemany("UPDATE messages SET state = 'sending', updated = ? WHERE seq = ?", marked_again)
+            if changed != len(last):
+                raise JournalError(f"{len(last) - changed} rows in the redo log are not in this journal")
             if fresh:
                 self.put("redo_applied", str(fresh[-1][0]))
             db.execute("COMMIT")
@@ -492,9 +503,11 @@ class Journal:
         (the message is next due when its first deferred recipient is). With
         ``commit=False`` the caller commits soon with :meth:`flush` (outcomes
         read together share one commit, and the next :meth:`sending` commits
-        them too; during a run, the outcome is in the redo log when this returns)."""
+        them too; during a run, one write to the redo log)."""
         if self._redo is not None:
-            self._log(("o", seq, state, time.time(), [entry_row(e) for e in entries]))
+            self._redo.append(("o", seq, state, time.time(), [entry_row(e) for e in entries]))
+            if commit:
+                self._written()
             return
         self._outcomes.append((seq, state, entries))
         if commit:
@@ -526,27 +539,33 @@ class Journal:
         return cursors
 
     @staticmethod
-    def _write_outcomes(db: Any, outcomes: Sequence[tuple[int, str, float, Sequence[Sequence[Any]]]]) -> None:
+    def _write_outcomes(db: Any, outcomes: Sequence[tuple[int, str, float, Sequence[Sequence[Any]]]],
+                        attempts: Mapping[int, int] | None = None) -> int:
         """Within the caller's transaction: outcomes (seq, state, time, recipient rows
-        as :func:`entry_row` makes them), the messages' states and their recipients'."""
+        as :func:`entry_row` makes them), the messages' states and their recipients';
+        ``attempts`` adds to a message's attempts. The number of messages changed."""
         recipients = [(*row[1:], now, seq, row[0]) for seq, _, now, rows in outcomes for row in rows]
         # A message's state is its last outcome's (a redo log batch can hold two of one message).
         last = {seq: (seq, state, now) for seq, state, now, _ in outcomes}.values()
-        settled = [(state, now, seq) for seq, state, now in last if state != "deferred"]
-        deferred = [(now, seq, seq) for seq, state, now in last if state == "deferred"]
+        more = attempts or {}
+        settled = [(state, now, more.get(seq, 0), seq) for seq, state, now in last if state != "deferred"]
+        deferred = [(now, more.get(seq, 0), seq, seq) for seq, state, now in last if state == "deferred"]
         if recipients:
             db.executemany(
                 "UPDATE recipients SET state = ?, code = ?, enhanced = ?, text = ?, queue_id = ?,"
                 " attempts = attempts + ?, first_deferred = ?, next_attempt = ?, time = ?"
                 " WHERE seq = ? AND address = ?", recipients)
         # next_attempt matters for deferred messages only (due(), next_due(), the index)
+        changed = 0
         if settled:
-            db.executemany("UPDATE messages SET state = ?, updated = ?, next_attempt = NULL WHERE seq = ?",
-                           settled)
+            changed += db.executemany("UPDATE messages SET state = ?, updated = ?, attempts = attempts + ?,"
+                                      " next_attempt = NULL WHERE seq = ?", settled).rowcount
         if deferred:
-            db.executemany("UPDATE messages SET state = 'deferred', updated = ?, next_attempt = (SELECT"
-                           " min(next_attempt) FROM recipients WHERE seq = ? AND state = 'deferred')"
-                           " WHERE seq = ?", deferred)
+            changed += db.executemany(
+                "UPDATE messages SET state = 'deferred', updated = ?, attempts = attempts + ?, next_attempt ="
+                " (SELECT min(next_attempt) FROM recipients WHERE seq = ? AND state = 'deferred') WHERE seq = ?",
+                deferred).rowcount
+        return changed
 
     # ---- reading it back
 

@@ -83,11 +83,13 @@ class _Connection:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
         return self.conn.execute(self._translate(sql), params or None)
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor:
+        """As sqlite3's: the cursor's ``rowcount`` is the rows all of them changed."""
         rows = list(rows)
-        if rows:
-            with self.conn.cursor() as cursor:
+        with self.conn.cursor() as cursor:
+            if rows:
                 cursor.executemany(self._translate(sql), rows)
+            return cursor
 
     def close(self) -> None:
         self.conn.close()

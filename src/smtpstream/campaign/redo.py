@@ -127,8 +127,10 @@ class RedoLog:
         except BaseException:
             self.close()
             raise
-        #: Records appended and not applied yet, in order.
+        #: Records written and not applied yet, in order.
         self.records: list[Record] = []
+        self._unwritten: list[bytes] = []
+        self._unwritten_records: list[Record] = []
 
     def _settle(self, records: Sequence[Record]) -> None:
         if records:
@@ -136,19 +138,31 @@ class RedoLog:
         os.ftruncate(self._fd, 0)
 
     def append(self, record: Record) -> None:
-        """Durable once this returns (as a commit is): ``record`` with its number in front."""
+        """``record`` with its number in front, held until :meth:`write` (records
+        appended together go out in one system call)."""
         record = (self._lsn, *record)
         body = marshal.dumps(record, _MARSHAL_VERSION)
-        frame = _FRAME.pack(len(body), zlib.crc32(body)) + body
-        written = os.write(self._fd, frame)
-        if written != len(frame):  # a full disk: the record is not whole, so it was not written
+        self._unwritten.append(_FRAME.pack(len(body), zlib.crc32(body)) + body)
+        self._unwritten_records.append(record)
+        self._lsn += 1
+
+    def write(self) -> None:
+        """The records appended since the last write into the file: durable once this
+        returns (as a commit is). Should it fail, they stay held for the next try."""
+        if not self._unwritten:
+            return
+        frames = b"".join(self._unwritten)
+        written = os.write(self._fd, frames)
+        if written != len(frames):  # a full disk: what went out is not whole, so it was not written
             os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
             raise OSError(f"{self.path}: the journal's redo log could not be written (disk full?)")
-        self._lsn += 1
-        self.records.append(record)
+        self.records += self._unwritten_records
+        self._unwritten.clear()
+        self._unwritten_records.clear()
 
     def apply(self) -> None:
         """Write the records appended so far to the database, then empty the log."""
+        self.write()
         if self.records:
             records, self.records = self.records, []
             try:
