@@ -286,6 +286,72 @@ def test_a_live_runs_log_is_read_by_other_processes(tmp_path):
         child.stdout.close()
 
 
+@pytest.mark.parametrize("apply_first", [True, False])
+def test_a_reader_misses_nothing_when_the_run_applies_its_log_meanwhile(tmp_path, monkeypatch, apply_first):
+    """The run applies and empties its log just before or just after a reader reads the
+    log: the reader still sees every record, each once."""
+    db = tmp_path / "run.db"
+    run = Journal(str(db))
+    try:
+        run.claim(*CAMPAIGN)
+        with run.transaction():
+            run.add(1, [(f"k{i}", "d", None, f"<m{i}@x>", [f"a{i}@x"]) for i in range(3)])
+        run.sending(1)
+        run.sending(2)
+        run.record(1, "sent", [Entry("a0@x", "sent", 250)])
+        assert len(run._redo.records) == 3  # in the log only
+        reader = Journal(str(db))
+        read_log = reader._live_log
+
+        def log_then_apply():
+            if apply_first:
+                run.sync()  # the run's batch lands in the database, its log emptied
+            records = read_log()
+            if not apply_first:
+                run.sync()
+            return records
+
+        monkeypatch.setattr(reader, "_live_log", log_then_apply)
+        assert reader.states() == {"<m0@x>": "sent", "<m1@x>": "sending", "<m2@x>": "pending"}
+        run.record(2, "refused", [Entry("a1@x", "refused", 550)])
+        counts = reader.counts()
+        assert (counts["sent"], counts["refused"], counts["pending"], counts["total"]) == (1, 1, 1, 3)
+        assert counts["recipients"]["sent"] == counts["recipients"]["refused"] == 1
+        reader.close()
+    finally:
+        run.close()
+
+
+def test_a_log_removed_by_another_opener_before_the_lock_is_not_written_to(tmp_path, monkeypatch):
+    """Between a run's open of the log and its lock, another process may apply it and
+    remove it: the run must then write to a new file at the path, not the removed one."""
+    from smtpstream.campaign import redo
+
+    db = tmp_path / "run.db"
+    log = Path(str(db) + "-redo")
+    real_flock = redo.fcntl.flock
+    raced = []
+
+    def flock(fd, how):  # the other opener wins the race once: it removes the file
+        if not raced:
+            raced.append(fd)
+            os.unlink(log)
+        return real_flock(fd, how)
+
+    journal = Journal(str(db))
+    try:
+        monkeypatch.setattr(redo.fcntl, "flock", flock)
+        journal.claim(*CAMPAIGN)  # creates the log, and loses it once before its lock
+        monkeypatch.setattr(redo.fcntl, "flock", real_flock)
+        with journal.transaction():
+            journal.add(1, [("k0", "d", None, "<m0@x>", ["a0@x"])])
+        journal.sending(1)
+        assert raced and len(read_records(os.open(log, os.O_RDONLY))) == 1  # in the file others read
+        assert journal_states_by_id(db) == {"<m0@x>": "sending"}
+    finally:
+        journal.close()
+
+
 # ---- a batch equals its records one by one, and the journal written without a log
 
 ADDRESSES = ("a@x", "b@x")
@@ -348,3 +414,106 @@ def test_a_batch_applies_as_its_records_one_by_one(ops):
         finally:
             for journal in (batched, single, direct):
                 journal.close()
+
+
+# ---- a write to the log that fails (a full disk)
+
+@pytest.mark.parametrize("failing", [11, 12])  # a mark's write and an outcome's flush: one of each
+def test_a_failed_write_stops_the_run_before_that_end_of_data(tmp_path, monkeypatch, failing):
+    from smtp_servers import aiosmtpd_running
+    from test_campaign import Relay, campaign, rows, template, write_csv
+    from smtpstream.campaign import read_manifest
+
+    manifest = write_csv(tmp_path / "rows.csv", rows(30))
+    real_write = os.write
+    writes, kinds = [], []
+
+    def write(fd, data):  # one write to the log goes out half, as on a disk that filled up
+        if not os.readlink(f"/proc/self/fd/{fd}").endswith("-redo"):
+            return real_write(fd, data)
+        writes.append(len(data))
+        if len(writes) == failing:
+            kinds.append(last_kind(data))
+            return real_write(fd, data[:len(data) // 2])
+        return real_write(fd, data)
+
+    relay = Relay()
+    with aiosmtpd_running(relay) as port:
+        monkeypatch.setattr(os, "write", write)
+        with campaign(tmp_path, port, connections=1) as c:
+            with pytest.raises(JournalError, match="redo log could not be written"):
+                c.run(read_manifest(str(manifest)), template())
+        monkeypatch.setattr(os, "write", real_write)
+        stored = [str(m["message-id"]) for m in relay.stored()]
+        states = journal_states_by_id(tmp_path / "run.db")
+        assert 0 < len(stored) < 30
+        assert {i for i, s in states.items() if s == "sent"} == set(stored)  # nothing stored unrecorded
+        assert "sending" not in states.values() and "unknown" not in states.values()
+        with campaign(tmp_path, port) as c:  # the disk has room again: the rest, once
+            assert c.run(read_manifest(str(manifest)), template())["sent"] == 30
+    ids = [str(m["message-id"]) for m in relay.stored()]
+    assert len(ids) == 30 == len(set(ids))
+    # both paths broken, not one twice: a mark's write (the outcomes held before it
+    # ride along), then the flush of an outcome read after it
+    assert kinds == [{11: "m", 12: "o"}[failing]]
+
+
+def test_the_command_stops_with_exit_75_when_the_journal_cannot_be_written(tmp_path, monkeypatch, capsys):
+    from smtp_servers import HOST, aiosmtpd_running
+    from test_campaign import Relay, rows, write_csv
+    from smtpstream import cli
+
+    manifest = write_csv(tmp_path / "rows.csv", rows(30))
+    body = tmp_path / "body.txt"
+    body.write_text("Dear {name}, you owe {amount}.\n")
+    real_write = os.write
+    writes = []
+
+    def write(fd, data):  # every write to the log from the 6th on fails: the disk stays full
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("-redo"):
+            writes.append(last_kind(data))
+            if len(writes) >= 6:
+                raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    relay = Relay()
+    with aiosmtpd_running(relay) as port:
+        args = ["campaign", "send", str(manifest), "--journal", str(tmp_path / "run.db"), "--from",
+                "billing@example.com", "--subject", "Invoice {id}", "--text-file", str(body), "--server",
+                f"{HOST}:{port}", "--connections", "1", "--quiet"]
+        monkeypatch.setattr(os, "write", write)
+        code = cli.main(args)
+        monkeypatch.setattr(os, "write", real_write)
+        err = capsys.readouterr().err
+        assert code == 75, err
+        assert "the journal could not be written" in err and "No space left on device" in err
+        stored = {str(m["message-id"]) for m in relay.stored()}
+        assert 0 < len(stored) < 30
+        # the outcomes read after the disk filled are lost with the process: those rows are unknown
+        states = journal_states_by_id(tmp_path / "run.db")
+        sent = {i for i, s in states.items() if s == "sent"}
+        unknown = {i for i, s in states.items() if s in ("sending", "unknown")}
+        assert sent <= stored <= sent | unknown
+        assert writes[5] == "o" and len(unknown) == 1  # the 6th: an outcome, lost with the run
+        again = cli.main(args)  # room again: the rest, once, the unknown ones listed and not resent
+        assert again == (1 if unknown else 0), capsys.readouterr().err
+    ids = [str(m["message-id"]) for m in relay.stored()]
+    assert len(ids) == len(set(ids)) == 30 - len(unknown - stored)
+
+
+def last_kind(frames: bytes) -> str:
+    """The kind ("m" or "o") of the last record in one write to the log."""
+    at = 0
+    while True:
+        size = int.from_bytes(frames[at:at + 4], "little")
+        if at + 8 + size == len(frames):
+            return marshal.loads(frames[at + 8:])[1]
+        at += 8 + size
+
+
+def journal_states_by_id(db: Path) -> dict[str, str]:
+    journal = Journal(str(db))
+    try:
+        return journal.states()
+    finally:
+        journal.close()

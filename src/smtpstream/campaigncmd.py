@@ -153,15 +153,15 @@ def run_campaign_send(args: argparse.Namespace) -> int:
     if args.engine == "celery" and not args.check:
         return _send_on_celery(args, options, template, manifest)
     campaign, progress = _campaign(args, options)
-    with campaign:
-        if args.check:
+    if args.check:
+        with campaign:
             try:
                 rows = campaign.check(manifest, template)
             except CampaignError as exc:
                 raise _refusal(exc) from None
             print(f"smtpstream campaign: {rows} rows checked, nothing sent")
             return EXIT_OK
-        return _run(campaign, progress, lambda: campaign.run(manifest, template), options)
+    return _run(campaign, progress, lambda: campaign.run(manifest, template), options)
 
 
 def _send_on_celery(args: argparse.Namespace, options: dict[str, Any], template: Any, manifest: Any) -> int:
@@ -220,11 +220,24 @@ def run_campaign_retry(args: argparse.Namespace) -> int:
     options["quiet"] = args.quiet
     options["linger"] = 0.0
     campaign, progress = _campaign(args, options)
-    with campaign:
-        return _run(campaign, progress, campaign.retry, options)
+    return _run(campaign, progress, campaign.retry, options)
 
 
 def _run(campaign: Any, progress: Progress | None, call: Any, options: dict[str, Any]) -> int:
+    """``call()`` (a run) with ``campaign`` open, and what it comes to: the summary, the exit code."""
+    from .campaign import JournalWriteError
+
+    try:
+        with campaign:  # closing writes the journal too
+            return _run_open(campaign, progress, call, options)
+    except JournalWriteError as exc:  # mid-run (a full disk): no end of data went out unrecorded
+        print(f"smtpstream campaign: stopped, the journal could not be written: {exc}; run the same command"
+              " again once it can be (messages whose outcome it could not record are listed as unknown)",
+              file=sys.stderr)
+        return EXIT_TEMPFAIL
+
+
+def _run_open(campaign: Any, progress: Progress | None, call: Any, options: dict[str, Any]) -> int:
     import json  # here, as csv below: --help and the other commands need neither
 
     from .campaign import CampaignError, CampaignStopped

@@ -6,7 +6,8 @@ returns the counts per state; running it again resumes. See
 :mod:`.runner` for the order of a run and :mod:`.journal` for the rule
 that makes it safe to kill.
 """
-from .journal import MESSAGE_STATES, RECIPIENT_STATES, REPORT_FIELDS, Journal, JournalError, open_journal
+from .journal import (MESSAGE_STATES, RECIPIENT_STATES, REPORT_FIELDS, Journal, JournalError, JournalWriteError,
+                      open_journal)
 from .manifest import Manifest, ManifestError, Row, read_manifest
 from .retry import DEFAULT_DELAYS, RetrySchedule
 from .runner import Campaign, CampaignError, CampaignStopped
@@ -14,6 +15,6 @@ from .template import Template, TemplateError, message_id_for
 
 __all__ = [
     "Campaign", "CampaignError", "CampaignStopped", "Template", "TemplateError", "RetrySchedule",
-    "DEFAULT_DELAYS", "read_manifest", "Manifest", "ManifestError", "Row", "Journal", "JournalError",
+    "DEFAULT_DELAYS", "read_manifest", "Manifest", "ManifestError", "Row", "Journal", "JournalError", "JournalWriteError",
     "MESSAGE_STATES", "RECIPIENT_STATES", "REPORT_FIELDS", "message_id_for", "open_journal",
 ]

@@ -21,12 +21,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .redo import RedoLog, RedoLogBusy, read_records, replay_dead
 
+_T = TypeVar("_T")
 _ADD_BATCH = 500  # rows journaled per statement by add()
 #: The redo log is applied to the database when it holds this many records, or
 #: when this many seconds have passed since it last was (what another process
@@ -34,7 +35,7 @@ _ADD_BATCH = 500  # rows journaled per statement by add()
 _REDO_BATCH = 500
 _REDO_INTERVAL = 0.5
 
-__all__ = ["Journal", "JournalError", "Item", "Recipient", "MESSAGE_STATES", "RECIPIENT_STATES", "open_journal"]
+__all__ = ["Journal", "JournalError", "JournalWriteError", "Item", "Recipient", "MESSAGE_STATES", "RECIPIENT_STATES", "open_journal"]
 
 
 def open_journal(path: str) -> Journal:
@@ -81,6 +82,11 @@ CREATE TABLE IF NOT EXISTS recipients (
 
 class JournalError(Exception):
     """The journal cannot be used for this campaign (another campaign's, a changed row...)."""
+
+
+class JournalWriteError(JournalError):
+    """The journal could not record a mark or an outcome (a full disk): the run stops, and
+    what was not recorded is held for the next write (none of it if the process ends)."""
 
 
 @dataclass
@@ -437,15 +443,22 @@ class Journal:
         if self._outcomes:
             self._write_waiting([])
         if self._redo is not None:
+            self._write_redo()
             self._redo.apply()
             self._applied_at = time.monotonic()
 
     def _written(self) -> None:
         """The redo log's appended records written; the log into the database when it is due."""
         redo = self._redo
-        redo.write()
+        self._write_redo()
         if len(redo.records) >= _REDO_BATCH or time.monotonic() - self._applied_at >= _REDO_INTERVAL:
             self.sync()
+
+    def _write_redo(self) -> None:
+        try:
+            self._redo.write()
+        except OSError as exc:
+            raise JournalWriteError(exc.strerror or str(exc)) from None
 
     def _apply_redo(self, records: Sequence[tuple[Any, ...]]) -> None:
         """Redo log records into the database in one transaction: those not applied
@@ -572,23 +585,25 @@ class Journal:
     def counts(self) -> dict[str, Any]:
         """Messages per state (every state present, ``total`` too), and the same per recipient;
         read by another process during a run, they include what its redo log holds."""
-        self.sync()
         def tally(table: str, states: Sequence[str]) -> dict[str, int]:
             out = dict.fromkeys(states, 0)
             for state, n in self.db.execute(f"SELECT state, count(*) FROM {table} GROUP BY state"):
                 out[state] = n
             return out
-        messages = tally("messages", MESSAGE_STATES)
-        recipients = tally("recipients", RECIPIENT_STATES)
-        live = self._live_records()
-        if live:
-            changed, changed_recipients = self._overlay(live)
-            for old, new in changed:
-                messages[old] -= 1
-                messages[new] += 1
-            for old, new in changed_recipients:
-                recipients[old] -= 1
-                recipients[new] += 1
+
+        def read(live: list[tuple[Any, ...]]) -> tuple[dict[str, Any], dict[str, int]]:
+            messages, recipients = tally("messages", MESSAGE_STATES), tally("recipients", RECIPIENT_STATES)
+            if live:
+                changed, changed_recipients = self._overlay(live)
+                for old, new in changed:
+                    messages[old] -= 1
+                    messages[new] += 1
+                for old, new in changed_recipients:
+                    recipients[old] -= 1
+                    recipients[new] += 1
+            return messages, recipients
+
+        messages, recipients = self._reading(read)
         messages["total"] = sum(messages.values())
         recipients["total"] = sum(recipients.values())
         messages["recipients"] = recipients
@@ -597,18 +612,32 @@ class Journal:
     def states(self) -> dict[str, str]:
         """Every message's state by its Message-ID, as a ``kill -9`` now would leave it
         (what a live run's redo log holds included): for tools and tests."""
-        self.sync()
-        out = dict(self.db.execute("SELECT seq, state FROM messages").fetchall())
-        live = self._live_records()
-        if live:
+        def read(live: list[tuple[Any, ...]]) -> dict[str, str]:
+            out = dict(self.db.execute("SELECT seq, state FROM messages").fetchall())
             for record in live:
                 out[record[2]] = "sending" if record[1] == "m" else record[3]
-        ids = dict(self.db.execute("SELECT seq, message_id FROM messages").fetchall())
-        return {ids[seq]: state for seq, state in out.items()}
+            ids = dict(self.db.execute("SELECT seq, message_id FROM messages").fetchall())
+            return {ids[seq]: state for seq, state in out.items()}
 
-    def _live_records(self) -> list[tuple[Any, ...]]:
-        """The records of another process's live run not applied yet (none for the run itself,
-        which applies its own before any read; none when no run is going on)."""
+        return self._reading(read)
+
+    def _reading(self, read: Callable[[list[tuple[Any, ...]]], _T]) -> _T:
+        """``read(live)`` in one read transaction of the database, ``live`` the records
+        of another process's live run that its snapshot does not hold yet (none for
+        the run itself, which applies its own first). The log is read before the
+        snapshot is taken: a record applied in between is in the snapshot (and left
+        out of ``live``), so none is missed and none counted twice."""
+        self.sync()
+        records = self._live_log()
+        self.db.execute("BEGIN")
+        try:
+            applied = int(self.get("redo_applied") or 0)
+            return read([r for r in records if r[0] > applied])
+        finally:
+            self.db.execute("COMMIT")
+
+    def _live_log(self) -> list[tuple[Any, ...]]:
+        """The records in another process's redo log (none when no run is going on)."""
         if self._redo is not None or not os.path.exists(self._redo_path()):
             return []
         try:
@@ -616,11 +645,9 @@ class Journal:
         except FileNotFoundError:
             return []
         try:
-            records = read_records(fd)
+            return read_records(fd)
         finally:
             os.close(fd)
-        applied = int(self.get("redo_applied") or 0)
-        return [r for r in records if r[0] > applied]
 
     def _overlay(self, live: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """The (old, new) state changes the ``live`` records make, of messages and of recipients."""

@@ -21,10 +21,17 @@ does that) ends the log: what it held was never reported written.
 The run that writes the log holds an exclusive ``flock`` on it for as long as
 it runs. Another process that finds the log locked knows a run is using the
 journal (a second run is refused); finding it unlocked, it knows the run that
-wrote it died, and applies it.
+wrote it died, and applies it. A reader of a live run's journal reads the log
+before the database, so that a batch applied in between is not missed.
+
+Records appended together (the outcomes read in one event-loop turn, and the
+next mark) go out in one ``write``; a write that fails or is cut short (a
+full disk) is undone to its last whole frame and raises, its records held
+for the next try.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import marshal
 import os
@@ -44,22 +51,34 @@ class RedoLogBusy(Exception):
     """Another process holds the log: a run is using the journal."""
 
 
-def _locked(path: str) -> int | None:
-    """The log at ``path`` opened and locked for this process, or None if there is
-    no log there. Raises :class:`RedoLogBusy` if another process holds it."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+def _locked(path: str, create: bool = False) -> int | None:
+    """The log at ``path`` opened and locked for this process (created when ``create``),
+    or None if there is no log there. Raises :class:`RedoLogBusy` if another
+    process holds it."""
+    flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    while True:
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Another process may have applied and removed the file between our open
+            # and our lock: a log written there would be lost. Then open it again.
+            held = os.fstat(fd)
+            try:
+                there = os.stat(path)
+            except FileNotFoundError:
+                there = None
+        except BlockingIOError:
+            os.close(fd)
+            raise RedoLogBusy(path) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        if there is not None and (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino):
+            return fd
         os.close(fd)
-        raise RedoLogBusy(path) from None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def read_records(fd: int) -> list[Record]:
@@ -112,14 +131,9 @@ class RedoLog:
     def __init__(self, path: str, apply: Callable[[Sequence[Record]], None], next_lsn: Callable[[], int]) -> None:
         self.path = path
         self._apply = apply
-        fd = _locked(path)  # a dead run's log, left by a race with another opener
+        fd = _locked(path, create=True)  # a dead run's log is applied first (a race with another opener)
         if fd is None:
-            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise RedoLogBusy(path) from None
+            raise FileNotFoundError(f"{path}: cannot create the journal's redo log (no such folder)")
         self._fd = fd
         try:
             self._settle(read_records(fd))
@@ -152,10 +166,14 @@ class RedoLog:
         if not self._unwritten:
             return
         frames = b"".join(self._unwritten)
-        written = os.write(self._fd, frames)
+        try:
+            written = os.write(self._fd, frames)
+        except OSError as exc:
+            raise OSError(exc.errno, f"{self.path}: the journal's redo log could not be written"
+                                     f" ({exc.strerror})") from None
         if written != len(frames):  # a full disk: what went out is not whole, so it was not written
             os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
-            raise OSError(f"{self.path}: the journal's redo log could not be written (disk full?)")
+            raise OSError(errno.ENOSPC, f"{self.path}: the journal's redo log could not be written (disk full?)")
         self.records += self._unwritten_records
         self._unwritten.clear()
         self._unwritten_records.clear()

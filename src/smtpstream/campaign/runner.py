@@ -116,9 +116,9 @@ class Campaign:
         return self._journal
 
     def close(self) -> None:
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
+        journal, self._journal = self._journal, None
+        if journal is not None:  # closed once, even when closing raises (a journal it could not write)
+            journal.close()
 
     def __enter__(self) -> Campaign:
         return self
@@ -312,10 +312,19 @@ class Campaign:
 
         loop = asyncio.get_running_loop()
         flushing = []
+        failed: list[BaseException] = []
 
         def flush() -> None:
             flushing.clear()
-            journal.flush()
+            try:
+                journal.flush()
+            except Exception as exc:  # a loop callback cannot stop the run: the next mark or outcome does
+                failed.append(exc)
+
+        def sending(seq: int) -> None:
+            if failed:  # the journal cannot write: no end of data goes out unrecorded
+                raise failed[0]
+            journal.sending(seq)
 
         def on_result(result: Any) -> None:
             item = inflight.pop(result.key)
@@ -327,6 +336,8 @@ class Campaign:
             # outcomes read meanwhile (or sooner, with the next message's sending mark).
             if self._writer is None and not flushing:
                 flushing.append(loop.call_soon(flush))
+            if failed:  # the run stops (what was recorded is held until a write succeeds)
+                raise failed[0]
 
         pool = AsyncPool(**self.settings)
         if threaded is None:
@@ -334,7 +345,7 @@ class Campaign:
         writer = self._writer = JournalWriter(journal, loop) if threaded else None
         try:
             await pool.send_many(messages(), on_result=on_result,
-                                 before_end=journal.sending if writer is None else writer.mark)
+                                 before_end=sending if writer is None else writer.mark)
         finally:
             self._writer = None
             if writer is not None:
