@@ -15,6 +15,7 @@ from .template import Template, TemplateError, message_id_for
 
 __all__ = [
     "Campaign", "CampaignError", "CampaignStopped", "Template", "TemplateError", "RetrySchedule",
-    "DEFAULT_DELAYS", "read_manifest", "Manifest", "ManifestError", "Row", "Journal", "JournalError", "JournalWriteError",
+    "DEFAULT_DELAYS", "read_manifest", "Manifest", "ManifestError", "Row", "Journal", "JournalError",
+    "JournalWriteError",
     "MESSAGE_STATES", "RECIPIENT_STATES", "REPORT_FIELDS", "message_id_for", "open_journal",
 ]

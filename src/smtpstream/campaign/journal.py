@@ -35,7 +35,8 @@ _ADD_BATCH = 500  # rows journaled per statement by add()
 _REDO_BATCH = 500
 _REDO_INTERVAL = 0.5
 
-__all__ = ["Journal", "JournalError", "JournalWriteError", "Item", "Recipient", "MESSAGE_STATES", "RECIPIENT_STATES", "open_journal"]
+__all__ = ["Journal", "JournalError", "JournalWriteError", "Item", "Recipient", "MESSAGE_STATES", "RECIPIENT_STATES",
+           "open_journal"]
 
 
 def open_journal(path: str) -> Journal:
@@ -613,11 +614,9 @@ class Journal:
         """Every message's state by its Message-ID, as a ``kill -9`` now would leave it
         (what a live run's redo log holds included): for tools and tests."""
         def read(live: list[tuple[Any, ...]]) -> dict[str, str]:
-            out = dict(self.db.execute("SELECT seq, state FROM messages").fetchall())
-            for record in live:
-                out[record[2]] = "sending" if record[1] == "m" else record[3]
-            ids = dict(self.db.execute("SELECT seq, message_id FROM messages").fetchall())
-            return {ids[seq]: state for seq, state in out.items()}
+            now = _live_states(live)[0]
+            return {message_id: now.get(seq, state)
+                    for seq, message_id, state in self.db.execute("SELECT seq, message_id, state FROM messages")}
 
         return self._reading(read)
 
@@ -638,7 +637,7 @@ class Journal:
 
     def _live_log(self) -> list[tuple[Any, ...]]:
         """The records in another process's redo log (none when no run is going on)."""
-        if self._redo is not None or not os.path.exists(self._redo_path()):
+        if self._redo is not None:
             return []
         try:
             fd = os.open(self._redo_path(), os.O_RDONLY | os.O_CLOEXEC)
@@ -651,15 +650,7 @@ class Journal:
 
     def _overlay(self, live: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """The (old, new) state changes the ``live`` records make, of messages and of recipients."""
-        messages: dict[int, str] = {}
-        recipients: dict[tuple[int, str], str] = {}
-        for record in live:
-            if record[1] == "m":
-                messages[record[2]] = "sending"
-            else:
-                messages[record[2]] = record[3]
-                for row in record[5]:
-                    recipients[(record[2], row[0])] = row[1]
+        messages, recipients = _live_states(live)
         seqs = sorted(messages)
         marks = ",".join("?" * len(seqs))
         was = dict(self.db.execute(f"SELECT seq, state FROM messages WHERE seq IN ({marks})", seqs).fetchall())
@@ -696,6 +687,20 @@ class Journal:
         yield from self.db.execute(
             f"SELECT m.key, {', '.join('r.' + f for f in REPORT_FIELDS[1:])} FROM recipients r"
             " JOIN messages m ON m.seq = r.seq ORDER BY r.seq, r.address")
+
+
+def _live_states(live: Sequence[tuple[Any, ...]]) -> tuple[dict[int, str], dict[tuple[int, str], str]]:
+    """The states redo log records leave: by message seq, and by (seq, recipient address)."""
+    messages: dict[int, str] = {}
+    recipients: dict[tuple[int, str], str] = {}
+    for record in live:  # (lsn, "m", seq, time) and (lsn, "o", seq, state, time, recipient rows)
+        if record[1] == "m":
+            messages[record[2]] = "sending"
+        else:
+            messages[record[2]] = record[3]
+            for row in record[5]:
+                recipients[(record[2], row[0])] = row[1]
+    return messages, recipients
 
 
 def entry_row(e: Entry) -> tuple[Any, ...]:

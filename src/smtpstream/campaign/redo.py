@@ -82,7 +82,7 @@ def _locked(path: str, create: bool = False) -> int | None:
 
 
 def read_records(fd: int) -> list[Record]:
-    """The whole records of the log open at ``fd``, in order (a cut-short line ends them)."""
+    """The whole records of the log open at ``fd``, in order (a cut-short or damaged frame ends them)."""
     chunks = []
     offset = 0
     while True:
