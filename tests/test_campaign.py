@@ -159,6 +159,29 @@ def test_rerunning_resumes_and_message_ids_are_stable(tmp_path):
     assert set(first.values()) <= set(ids)
 
 
+def test_a_journal_with_rows_stored_as_json_resumes_with_the_same_messages(tmp_path):
+    """Journals written before rows were marshalled hold them as JSON text: a rerun
+    reads them (and a row of either kind gives the same message)."""
+    manifest = write_csv(tmp_path / "rows.csv", rows(4))
+    with campaign(tmp_path, 9) as c:  # journaled, nothing sent: no server needed
+        c.prepare(read_manifest(str(manifest)), template())
+    db = sqlite3.connect(tmp_path / "run.db")
+    stored = db.execute("SELECT key, row FROM messages ORDER BY seq").fetchall()
+    assert all(isinstance(row, bytes) for _, row in stored)
+    with db:  # two of the four as an older journal holds them
+        db.executemany("UPDATE messages SET row = ? WHERE key = ?",
+                       [(json.dumps(Journal.decode_row(row)), key) for key, row in stored[::2]])
+    assert [type(r) for (r,) in db.execute("SELECT row FROM messages ORDER BY seq")] == [str, bytes, str, bytes]
+    db.close()
+    relay = Relay()
+    with aiosmtpd_running(relay) as port:
+        with campaign(tmp_path, port) as c:
+            counts = c.run(read_manifest(str(manifest)), template())
+    assert counts["sent"] == 4
+    got = {str(m["subject"]): m.get_body(("plain",)).get_content().replace("\r\n", "\n") for m in relay.stored()}
+    assert got == {f"Invoice INV-{i}": f"Dear Customer {i},\nyou owe {i}.00.\n" for i in range(4)}
+
+
 def test_ready_messages_with_keys(tmp_path):
     from smtpstream.message import message, text
 

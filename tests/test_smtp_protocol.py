@@ -6,7 +6,9 @@ what ``data_to_send`` / the body methods give back; the dialogue tests drive
 """
 from __future__ import annotations
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from smtpstream.smtp import auth
 from smtpstream.smtp._state import REPLY, SEND, State, Verb
@@ -581,6 +583,33 @@ def test_reply_helpers():
     assert Reply(250, ("OK",)).queue_id is None
     assert Reply(550, ("4.1.1 mismatched class",)).enhanced is None
     assert str(Reply(550, ("5.1.1 a", "5.1.1 b"))) == "550 5.1.1 a / 550 5.1.1 b"
+    # IGNORECASE's own equivalents of i and s, which lower() does not give
+    assert Reply(250, ("OK ıD=x1",)).queue_id == "x1" and Reply(250, ("queued aſ Q9",)).queue_id == "Q9"
+
+
+def _queue_id_by_patterns(reply: Reply) -> str | None:
+    """queue_id as the five patterns alone give it (no hints first)."""
+    from smtpstream.smtp.reply import _QUEUE_ID
+
+    for text in (reply.message, *reply.lines[1:]):
+        for pattern in _QUEUE_ID:
+            found = pattern.search(text)
+            if found:
+                return found.group(1)
+    return None
+
+
+_REPLY_PIECES = ["queued as ", "QUEUED AS ", "Queued mail for delivery", "id=", "ID=", "ıd=", "aſ",
+                 " Message accepted for delivery", "OK ", " - gsmtp", "GSMTP", "<", ">", "1700000000 ",
+                 "4AB12", "2.0.0 ", " ", "K", "İ", "x"]
+
+
+@hypothesis.settings(max_examples=400, deadline=None)
+@hypothesis.given(st.lists(st.lists(st.sampled_from(_REPLY_PIECES) | st.text(max_size=4), max_size=8)
+                           .map("".join), min_size=1, max_size=3))
+def test_queue_id_hints_never_change_the_answer(lines):
+    reply = Reply(250, tuple(lines))
+    assert reply.queue_id == _queue_id_by_patterns(reply)
 
 
 # ------------------------------------------------------------------ the dialogue, sans I/O

@@ -17,6 +17,7 @@ same states but *sending*.
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import sqlite3
 import threading
@@ -59,7 +60,7 @@ CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,          -- order of first appearance
     key TEXT NOT NULL UNIQUE,         -- the row's id (or row number)
     digest TEXT NOT NULL,             -- of the row's content: a changed manifest is refused
-    row TEXT,                         -- the row as JSON (a retry rebuilds the message from it)
+    row TEXT,                         -- the row, marshalled (a retry rebuilds the message from it)
     message_id TEXT NOT NULL,
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,   -- ends of data written
@@ -297,13 +298,26 @@ class Journal:
                 continue
             last += 1
             journaled[key] = (digest, run)  # the same key later in this run is a duplicate
-            messages.append((last, key, digest, None if row is None else json.dumps(row), message_id, run))
+            messages.append((last, key, digest, None if row is None else self.encode_row(row), message_id, run))
             recipients.extend((last, address) for address in dict.fromkeys(addresses))
         db.executemany("INSERT INTO messages (seq, key, digest, row, message_id, state, seen)"
                        " VALUES (?, ?, ?, ?, ?, 'pending', ?)", messages)
         db.executemany("INSERT INTO recipients (seq, address, state) VALUES (?, ?, 'pending')", recipients)
         db.executemany("UPDATE messages SET seen = ? WHERE key = ?", seen_again)
         return last, (len(messages), len(seen_again))
+
+    @staticmethod
+    def encode_row(row: Any) -> Any:
+        """A row's fields as the database stores them: :mod:`marshal`, a BLOB (several
+        times faster to write and read than JSON; only the journal reads it)."""
+        return marshal.dumps(row, 4)
+
+    @staticmethod
+    def decode_row(stored: Any) -> Any:
+        """:meth:`encode_row` undone (JSON text: a journal written before rows were marshalled)."""
+        if stored is None:
+            return None
+        return marshal.loads(stored) if isinstance(stored, bytes) else json.loads(stored)
 
     def lookup(self, key: str) -> tuple[int, str, str] | None:
         """(seq, state, message_id) of a key, or None."""
@@ -359,7 +373,8 @@ class Journal:
                     " WHERE seq BETWEEN ? AND ? AND state = 'pending'", (min(pending), max(pending))):
                 if seq in pending:
                     pending[seq].append(Recipient(address, state, attempts, first))
-        return [Item(r[0], r[1], None if r[2] is None else json.loads(r[2]), r[3], r[4], pending[r[0]])
+        decode = self.decode_row
+        return [Item(r[0], r[1], decode(r[2]), r[3], r[4], pending[r[0]])
                 if r[4] == "pending" else self._item(*r, now=now) for r in rows]
 
     def item(self, seq: int, now: float, resend_unknown: bool) -> Item | None:
@@ -384,7 +399,7 @@ class Journal:
             rcpts = self.db.execute(
                 "SELECT address, state, attempts, first_deferred FROM recipients WHERE seq = ? AND state = ?",
                 (seq, state)).fetchall()
-        item = Item(seq, key, None if row is None else json.loads(row), message_id, state,
+        item = Item(seq, key, self.decode_row(row), message_id, state,
                     [Recipient(*r) for r in rcpts])
         if state != "pending":  # a first attempt goes to everyone; a retry to some
             tried = {r.address for r in item.recipients}

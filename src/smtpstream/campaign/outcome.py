@@ -28,18 +28,18 @@ def _reply_fields(reply: Any) -> dict[str, Any]:
     return {"code": reply.code, "enhanced": getattr(reply, "enhanced", None) or None, "text": reply.text}
 
 
+def _defer(rcpt: Any, fields: dict[str, Any], schedule: RetrySchedule, now: float) -> Entry:
+    """A recipient's entry after a temporary failure: deferred, or failed once the schedule gives up."""
+    first = rcpt.first_deferred if rcpt.first_deferred is not None else now
+    due = schedule.next_attempt(rcpt.attempts + 1 if rcpt.state == "deferred" else 1, first, now)
+    if due is None:
+        return Entry(rcpt.address, "failed", first_deferred=first, **fields)
+    return Entry(rcpt.address, "deferred", first_deferred=first, next_attempt=due, **fields)
+
+
 def entries_for(item: Item, result: Any, schedule: RetrySchedule, now: float) -> tuple[str, list[Entry]]:
     """(the message's new state, one entry per recipient tried)."""
     entries: list[Entry] = []
-
-    def defer(rcpt: Any, fields: dict[str, Any]) -> None:
-        first = rcpt.first_deferred if rcpt.first_deferred is not None else now
-        due = schedule.next_attempt(rcpt.attempts + 1 if rcpt.state == "deferred" else 1, first, now)
-        if due is None:
-            entries.append(Entry(rcpt.address, "failed", first_deferred=first, **fields))
-        else:
-            entries.append(Entry(rcpt.address, "deferred", first_deferred=first, next_attempt=due, **fields))
-
     error = result.error
     if result.ok:
         final = _reply_fields(result.result.reply)
@@ -50,7 +50,7 @@ def entries_for(item: Item, result: Any, schedule: RetrySchedule, now: float) ->
             if reply is None or reply.positive:
                 entries.append(Entry(rcpt.address, "sent", queue_id=queue_id, **final))
             elif 400 <= reply.code < 500:
-                defer(rcpt, _reply_fields(reply))
+                entries.append(_defer(rcpt, _reply_fields(reply), schedule, now))
             else:
                 entries.append(Entry(rcpt.address, "refused", **_reply_fields(reply)))
     elif not result.attempted or isinstance(error, SMTPInterrupted):
@@ -67,7 +67,7 @@ def entries_for(item: Item, result: Any, schedule: RetrySchedule, now: float) ->
         for rcpt in item.recipients:
             reply = refused.get(rcpt.address)
             if reply is not None and 400 <= reply.code < 500:
-                defer(rcpt, _reply_fields(reply))
+                entries.append(_defer(rcpt, _reply_fields(reply), schedule, now))
             else:
                 entries.append(Entry(rcpt.address, "refused", **_reply_fields(reply)))
     else:
@@ -77,7 +77,7 @@ def entries_for(item: Item, result: Any, schedule: RetrySchedule, now: float) ->
         fields.setdefault("enhanced", getattr(error, "enhanced", None))
         for rcpt in item.recipients:
             if getattr(error, "temporary", False):
-                defer(rcpt, dict(fields))
+                entries.append(_defer(rcpt, dict(fields), schedule, now))
             elif fields.get("code") is not None:
                 entries.append(Entry(rcpt.address, "refused", **fields))
             else:

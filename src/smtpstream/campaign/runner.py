@@ -55,8 +55,11 @@ class CampaignStopped(Exception):
     """SIGTERM stopped the run gracefully: every outcome known is journaled."""
 
 
+_DIGEST_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(..., sort_keys=True) without a new encoder each time
+
+
 def _digest(row: Row) -> str:
-    return hashlib.sha256(json.dumps([row.values, row.number], sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(_DIGEST_JSON([row.values, row.number]).encode()).hexdigest()
 
 
 _ROW_FIELDS = tuple(f.name for f in dataclasses.fields(Row))
@@ -154,9 +157,11 @@ class Campaign:
         columns = getattr(rows, "columns", None)
         template.check_columns(columns, f"manifest {getattr(rows, 'path', '')}".strip())
 
+        each_row_columns = columns is None  # else every row has the header's (a CSV manifest)
+
         def checked() -> Iterator[tuple[str, str, Any, str, list[str]]]:
             for row in rows:
-                recipients = template.check(row, f"row {row.key!r} (row {row.number})")
+                recipients = template.check(row, f"row {row.key!r} (row {row.number})", each_row_columns)
                 yield (row.key, _digest(row), _stored(row), message_id_for(campaign_id, row.key, template.domain),
                        recipients)
 
@@ -271,6 +276,7 @@ class Campaign:
                 if item is None or not item.recipients:
                     continue
                 fields["rcpt"] = [r.address for r in item.recipients]
+                fields["key"] = item.seq
                 yield item, fields
 
         await self._send(pairs(), threaded=False)  # pairs() writes to the journal itself
@@ -297,7 +303,8 @@ class Campaign:
                 yield item, fields
 
     async def _send(self, pairs: Iterator[tuple[Item, dict[str, Any]]], threaded: bool | None = None) -> None:
-        """Send (item, fields) pairs through a pool, journaling each outcome. The journal's
+        """Send (item, fields) pairs through a pool, journaling each outcome (``fields``
+        has the item's ``seq`` as its ``key``). The journal's
         writes are committed by a :class:`JournalWriter` thread when ``threaded``
         (by default when the journal says its commits wait on a network), else on
         the event loop."""
@@ -308,7 +315,7 @@ class Campaign:
         def messages() -> Iterator[dict[str, Any]]:
             for item, fields in pairs:
                 inflight[item.seq] = item
-                yield {**fields, "key": item.seq}
+                yield fields
 
         loop = asyncio.get_running_loop()
         flushing = []

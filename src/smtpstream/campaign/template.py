@@ -121,11 +121,13 @@ class Template:
             raise TemplateError(f"the template uses {', '.join('{' + m + '}' for m in missing)}, "
                                 f"which {where} does not have (columns: {', '.join(columns)})")
 
-    def check(self, row: Row, where: str) -> list[str]:
+    def check(self, row: Row, where: str, columns: bool = True) -> list[str]:
         """Everything about a row that would fail while sending, found before anything is
-        sent: its columns, its files, its addresses and header values (the bodies
-        cannot fail: any text is encoded)."""
-        self.check_columns(list(row.values), where)
+        sent: its columns (unless ``columns`` is False: every row has the columns
+        of a manifest's header, checked once), its files, its addresses and header
+        values (the bodies cannot fail: any text is encoded)."""
+        if columns:
+            self.check_columns(list(row.values), where)
         for path in row.attach:
             check_file(path, f"{where}: attachment")
         try:

@@ -40,6 +40,11 @@ _QUEUE_ID = [
     Pattern(r"(?i)<([^>\s]+)>.*Queued mail for delivery"),
     Pattern(r"(?i)OK\s+\d+\s+(\S+)\s+-\s+gsmtp"),
 ]
+# A text none of the patterns can match lacks all of these, in lower case: a
+# literal piece of each without "i" or "s" (which IGNORECASE also matches as
+# "ı" and "ſ", which lower() does not give). Most final replies ("2.0.0 Ok")
+# are known to have no queue id without running the five patterns.
+_QUEUE_ID_HINT = Pattern("queued|d=|accepted|mtp")
 
 
 class Reply(Value):
@@ -96,6 +101,8 @@ class Reply(Value):
     @property
     def queue_id(self) -> str | None:
         """The queue id a final 250 names ("queued as 4AB12"), or None."""
+        if _QUEUE_ID_HINT.search("\n".join(self.lines).lower()) is None:
+            return None
         for text in (self.message, *self.lines[1:]):
             for pattern in _QUEUE_ID:
                 found = pattern.search(text)
