@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import email
 import email.policy
+import hashlib
 import json
 import sqlite3
 import subprocess
@@ -159,18 +160,23 @@ def test_rerunning_resumes_and_message_ids_are_stable(tmp_path):
     assert set(first.values()) <= set(ids)
 
 
-def test_a_journal_with_rows_stored_as_json_resumes_with_the_same_messages(tmp_path):
-    """Journals written before rows were marshalled hold them as JSON text: a rerun
-    reads them (and a row of either kind gives the same message)."""
+def test_a_journal_written_before_rows_were_marshalled_resumes_and_refuses_a_changed_row(tmp_path):
+    """Journals written before held each row as JSON text with the digest of its content
+    (sha256 of the JSON of [values, number]): a rerun reads them, sends the same
+    messages, and still refuses a row that changed, whichever way it was journaled."""
     manifest = write_csv(tmp_path / "rows.csv", rows(4))
     with campaign(tmp_path, 9) as c:  # journaled, nothing sent: no server needed
         c.prepare(read_manifest(str(manifest)), template())
     db = sqlite3.connect(tmp_path / "run.db")
-    stored = db.execute("SELECT key, row FROM messages ORDER BY seq").fetchall()
-    assert all(isinstance(row, bytes) for _, row in stored)
-    with db:  # two of the four as an older journal holds them
-        db.executemany("UPDATE messages SET row = ? WHERE key = ?",
-                       [(json.dumps(Journal.decode_row(row)), key) for key, row in stored[::2]])
+    stored = db.execute("SELECT key, row, digest FROM messages ORDER BY seq").fetchall()
+    assert all(isinstance(row, bytes) and digest == "" for _, row, digest in stored)
+    old = []
+    for key, row, _ in stored[::2]:  # two of the four as an older journal holds them
+        fields = Journal.decode_row(row)
+        digest = hashlib.sha256(json.dumps([fields["values"], fields["number"]], sort_keys=True).encode()).hexdigest()
+        old.append((json.dumps(fields), digest, key))
+    with db:
+        db.executemany("UPDATE messages SET row = ?, digest = ? WHERE key = ?", old)
     assert [type(r) for (r,) in db.execute("SELECT row FROM messages ORDER BY seq")] == [str, bytes, str, bytes]
     db.close()
     relay = Relay()
@@ -180,6 +186,12 @@ def test_a_journal_with_rows_stored_as_json_resumes_with_the_same_messages(tmp_p
     assert counts["sent"] == 4
     got = {str(m["subject"]): m.get_body(("plain",)).get_content().replace("\r\n", "\n") for m in relay.stored()}
     assert got == {f"Invoice INV-{i}": f"Dear Customer {i},\nyou owe {i}.00.\n" for i in range(4)}
+    for changed in (0, 1):  # INV-0 journaled the old way, INV-1 the new
+        edited = rows(4)
+        edited[changed]["amount"] = "99.00"
+        write_csv(manifest, edited)
+        with campaign(tmp_path, 9) as c, pytest.raises(CampaignError, match=f"row 'INV-{changed}' differs"):
+            c.run(read_manifest(str(manifest)), template())
 
 
 def test_ready_messages_with_keys(tmp_path):

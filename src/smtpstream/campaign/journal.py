@@ -16,6 +16,7 @@ same states but *sending*.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import marshal
 import os
@@ -59,7 +60,7 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,          -- order of first appearance
     key TEXT NOT NULL UNIQUE,         -- the row's id (or row number)
-    digest TEXT NOT NULL,             -- of the row's content: a changed manifest is refused
+    digest TEXT NOT NULL,             -- of ready messages' envelope ('' for rows: their row is compared)
     row TEXT,                         -- the row, marshalled (a retry rebuilds the message from it)
     message_id TEXT NOT NULL,
     state TEXT NOT NULL,
@@ -191,9 +192,10 @@ class Journal:
             self.db.close()  # the last connection: SQLite checkpoints and removes the WAL
 
     def _checkpoint_in_background(self) -> None:
-        """From the first message sent on: the WAL is copied back into the database
-        by a thread of its own, not by the commit that fills it (a checkpoint
-        syncs the file, and a sync must not stall the sending event loop)."""
+        """From a run's start on: the WAL is copied back into the database by a thread
+        of its own, not by the commit that fills it (a checkpoint syncs the file,
+        and a sync must not stall the sending event loop; the commit of a large
+        manifest's rows was paying for one)."""
         if self._checkpointer is None:
             self.db.execute("PRAGMA wal_autocheckpoint=0")
             self._checkpointer = _Checkpointer(self.path)
@@ -243,6 +245,7 @@ class Journal:
             raise JournalError(f"{self.path}: another run is using this journal (it holds {self._redo_path()});"
                                " wait for it to finish, or stop it") from None
         self._applied_at = time.monotonic()
+        self._checkpoint_in_background()
 
     # ---- rows in
 
@@ -255,14 +258,15 @@ class Journal:
     def forget(self, name: str) -> None:
         self.db.execute("DELETE FROM meta WHERE name = ?", (name,))
 
-    def add(self, run: int, rows: Iterable[tuple[str, str, Any, str, Sequence[str]]]) -> tuple[int, int]:
+    def add(self, run: int, rows: Iterable[tuple[str, str | None, Any, str, Sequence[str]]]) -> tuple[int, int]:
         """Journal rows ``(key, digest, row, message_id, addresses)`` as pending, within
-        the caller's transaction. A key journaled before must have the same digest
-        (else :class:`JournalError`); a key twice in one run is an error too.
-        Returns (rows new, rows known)."""
+        the caller's transaction. A key journaled before must have the same content
+        (else :class:`JournalError`): the same ``digest``, or when ``digest`` is
+        None, a ``row`` (a mapping) with the same ``values`` and ``number``. A key
+        twice in one run is an error too. Returns (rows new, rows known)."""
         new = known = 0
         (last,) = self.db.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()
-        batch: list[tuple[str, str, Any, str, Sequence[str]]] = []
+        batch: list[tuple[str, str | None, Any, str, Sequence[str]]] = []
         for row in rows:
             batch.append(row)
             if len(batch) == _ADD_BATCH:
@@ -273,38 +277,49 @@ class Journal:
             new, known = new + counts[0], known + counts[1]
         return new, known
 
-    def _add_batch(self, run: int, batch: Sequence[tuple[str, str, Any, str, Sequence[str]]], last: int
+    def _add_batch(self, run: int, batch: Sequence[tuple[str, str | None, Any, str, Sequence[str]]], last: int
                    ) -> tuple[int, tuple[int, int]]:
         """One batch of :meth:`add`: one query for the keys journaled before, one
         insert per table for the new rows (seq numbers given here, in order)."""
         db = self.db
         keys = [r[0] for r in batch]
-        journaled = {key: (digest, seen) for key, digest, seen in db.execute(
-            f"SELECT key, digest, seen FROM messages WHERE key IN ({','.join('?' * len(keys))})", keys)}
+        journaled = {key: (seen, digest, row) for key, seen, digest, row in db.execute(
+            f"SELECT key, seen, digest, row FROM messages WHERE key IN ({','.join('?' * len(keys))})", keys)}
         messages: list[tuple[Any, ...]] = []
         recipients: list[tuple[int, str]] = []
         seen_again: list[tuple[int, str]] = []
         for key, digest, row, message_id, addresses in batch:
             found = journaled.get(key)
             if found is not None:
-                if found[1] == run:
+                if found[0] == run:
                     raise JournalError(f"row key {key!r} appears twice in the manifest (keys must be unique)")
-                if found[0] != digest:
+                if not self._same_content(found[1], found[2], digest, row):
                     raise JournalError(
                         f"row {key!r} differs from the row journaled under that key in an earlier run:"
                         " a changed manifest cannot resume this campaign (use a new journal, or restore the row)")
                 seen_again.append((run, key))
-                journaled[key] = (digest, run)
+                journaled[key] = (run, None, None)
                 continue
             last += 1
-            journaled[key] = (digest, run)  # the same key later in this run is a duplicate
-            messages.append((last, key, digest, None if row is None else self.encode_row(row), message_id, run))
+            journaled[key] = (run, None, None)  # the same key later in this run is a duplicate
+            messages.append((last, key, digest or "", None if row is None else self.encode_row(row), message_id, run))
             recipients.extend((last, address) for address in dict.fromkeys(addresses))
         db.executemany("INSERT INTO messages (seq, key, digest, row, message_id, state, seen)"
                        " VALUES (?, ?, ?, ?, ?, 'pending', ?)", messages)
         db.executemany("INSERT INTO recipients (seq, address, state) VALUES (?, ?, 'pending')", recipients)
         db.executemany("UPDATE messages SET seen = ? WHERE key = ?", seen_again)
         return last, (len(messages), len(seen_again))
+
+    def _same_content(self, stored_digest: str, stored_row: Any, digest: str | None, row: Any) -> bool:
+        """Whether a key's journaled content is the content given again (see :meth:`add`).
+        A row is compared with the row stored, no digest computed: a first run,
+        the common case, pays nothing for it."""
+        if digest is not None:
+            return stored_digest == digest
+        if stored_digest:  # journaled with its digest (journals written before rows were compared)
+            return stored_digest == _row_digest(row)
+        stored = self.decode_row(stored_row)
+        return stored is not None and (stored["values"], stored["number"]) == (row["values"], row["number"])
 
     @staticmethod
     def encode_row(row: Any) -> Any:
@@ -702,6 +717,11 @@ class Journal:
         yield from self.db.execute(
             f"SELECT m.key, {', '.join('r.' + f for f in REPORT_FIELDS[1:])} FROM recipients r"
             " JOIN messages m ON m.seq = r.seq ORDER BY r.seq, r.address")
+
+
+def _row_digest(row: Mapping[str, Any]) -> str:
+    """The digest a row's content was journaled with before rows were compared as they are."""
+    return hashlib.sha256(json.dumps([row["values"], row["number"]], sort_keys=True).encode()).hexdigest()
 
 
 def _live_states(live: Sequence[tuple[Any, ...]]) -> tuple[dict[int, str], dict[tuple[int, str], str]]:

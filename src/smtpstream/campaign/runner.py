@@ -55,13 +55,6 @@ class CampaignStopped(Exception):
     """SIGTERM stopped the run gracefully: every outcome known is journaled."""
 
 
-_DIGEST_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(..., sort_keys=True) without a new encoder each time
-
-
-def _digest(row: Row) -> str:
-    return hashlib.sha256(_DIGEST_JSON([row.values, row.number]).encode()).hexdigest()
-
-
 _ROW_FIELDS = tuple(f.name for f in dataclasses.fields(Row))
 
 
@@ -159,10 +152,11 @@ class Campaign:
 
         each_row_columns = columns is None  # else every row has the header's (a CSV manifest)
 
-        def checked() -> Iterator[tuple[str, str, Any, str, list[str]]]:
+        def checked() -> Iterator[tuple[str, str | None, Any, str, list[str]]]:
             for row in rows:
                 recipients = template.check(row, f"row {row.key!r} (row {row.number})", each_row_columns)
-                yield (row.key, _digest(row), _stored(row), message_id_for(campaign_id, row.key, template.domain),
+                # no digest: a row journaled before is compared with its stored row (values, number)
+                yield (row.key, None, _stored(row), message_id_for(campaign_id, row.key, template.domain),
                        recipients)
 
         with journal.transaction(keep):
