@@ -442,11 +442,11 @@ class Journal:
         """Committed before the message's end of data is written (with the outcomes
         :meth:`record` left for :meth:`flush`: one commit for all; during a run, an
         append to the redo log)."""
-        self._checkpoint_in_background()
-        if self._redo is not None:
+        if self._redo is not None:  # (its run started the checkpointer)
             self._redo.append(("m", seq, time.time()))
             self._written()
             return
+        self._checkpoint_in_background()
         (changed,) = self._write_waiting([seq])
         self.check_marked(seq, changed)
 

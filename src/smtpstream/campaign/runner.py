@@ -17,7 +17,6 @@ The order of one run (see :class:`Campaign`):
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import json
 import signal
@@ -55,11 +54,9 @@ class CampaignStopped(Exception):
     """SIGTERM stopped the run gracefully: every outcome known is journaled."""
 
 
-_ROW_FIELDS = tuple(f.name for f in dataclasses.fields(Row))
-
-
 def _stored(row: Row) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in _ROW_FIELDS}
+    """The row's fields by name (the dataclass's own dict: the journal encodes it at once)."""
+    return vars(row)
 
 
 def _restored(data: Mapping[str, Any]) -> Row:
@@ -328,7 +325,7 @@ class Campaign:
             journal.sending(seq)
 
         def on_result(result: Any) -> None:
-            item = inflight.pop(result.key)
+            item = inflight.pop(result.fields["key"])  # the fields messages() gave
             if not result.attempted:
                 self.last_error = result.error
             state, entries = entries_for(item, result, schedule, time.time())
