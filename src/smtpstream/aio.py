@@ -114,7 +114,7 @@ class ResultHandler:
         except Exception as exc:  # the caller's code: stop the batch, raise it at the end
             self.batch.stop(exc)
             return
-        if inspect.isawaitable(outcome):
+        if outcome is not None and inspect.isawaitable(outcome):
             self._queue.append(outcome)
             if self._task is None:
                 self._ready = asyncio.Event()

@@ -42,13 +42,14 @@ def entries_for(item: Item, result: Any, schedule: RetrySchedule, now: float) ->
     entries: list[Entry] = []
     error = result.error
     if result.ok:
-        final = _reply_fields(result.result.reply)
-        queue_id = result.result.queue_id
-        replies = result.result.recipients
+        sent = result.result
+        final = sent.reply
+        code, enhanced, text, queue_id = final.code, final.enhanced or None, final.text, sent.queue_id
+        replies = sent.recipients
         for rcpt in item.recipients:
             reply = replies.get(rcpt.address)
             if reply is None or reply.positive:
-                entries.append(Entry(rcpt.address, "sent", queue_id=queue_id, **final))
+                entries.append(Entry(rcpt.address, "sent", code, enhanced, text, queue_id))
             elif 400 <= reply.code < 500:
                 entries.append(_defer(rcpt, _reply_fields(reply), schedule, now))
             else:
