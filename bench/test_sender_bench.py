@@ -11,6 +11,7 @@ npm install nodemailer (NODEMAILER_PATH points at its node_modules).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -77,7 +78,9 @@ def sink_port():
     sink.wait(timeout=10)
 
 
-def timed_run(cmd: list[str]) -> dict:
+def timed_run(cmd: list[str], reports: bool = False) -> dict:
+    """The command's wall, CPU and peak RSS under ``/usr/bin/time -v``; with ``reports``, also
+    the fields of the JSON object the command printed as its last line."""
     env = dict(os.environ, PYTHONPATH=f"{SRC}:{HERE}", NODE_PATH=NODE_PATH)
     done = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -90,7 +93,9 @@ def timed_run(cmd: list[str]) -> dict:
     wall = field("Elapsed (wall clock) time (h:mm:ss or m:ss)")
     parts = [float(p) for p in wall.split(":")]
     seconds = parts[-1] + 60 * parts[-2] + (3600 * parts[-3] if len(parts) == 3 else 0)
+    reported = json.loads(done.stdout.strip().splitlines()[-1]) if reports else {}
     return {
+        **reported,
         "wall_s": seconds,
         "cpu_s": float(field("User time (seconds)")) + float(field("System time (seconds)")),
         "maxrss_mib": int(field("Maximum resident set size (kbytes)")) / 1024,
