@@ -11,7 +11,14 @@ saying done. PostgreSQL, redis-server and smtp-sink are started here
 ``msgs_per_s``, ``vs_local`` (throughput ratio, same run), ``per_worker_vs_local``
 (throughput per worker process against the local engine's one process).
 On this 2-core machine the local engine wins; the point is what claiming,
-dispatch and PostgreSQL cost per message.
+dispatch and PostgreSQL cost per message. Per core, the CPU each engine
+spends per message over the same clock: ``cpu_ms_per_msg`` (the local
+engine's process, its SQLite work included; the worker processes for
+Celery), ``cpu_ms_per_msg_all`` (Celery's workers, the enqueuing process's
+``enqueue``, PostgreSQL's processes and redis-server together), and
+``per_core_vs_local`` / ``per_core_all_vs_local``: messages per CPU-second
+against the local engine's (the issue's "per core"). CPU is read from
+``/proc/PID/stat`` (clock ticks).
 """
 from __future__ import annotations
 
@@ -45,6 +52,7 @@ CONNECTIONS = int(os.environ.get("SMTPSTREAM_BENCH_CELERY_CONNECTIONS", "2"))
 TEMPLATE = Template("statements@example.com", "Statement {id}",
                     "Dear {name},\n" + "A line of the statement, about seventy characters long, again.\n" * 30)
 _results: dict[str, float] = {}
+_cpu: dict[str, dict[str, float]] = {}
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +71,46 @@ def manifest():
     return str(path)
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int, children: bool = False) -> float:
+    """User + system CPU seconds of process ``pid`` (and of its children it has reaped)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    own = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return (own + (int(fields[13]) + int(fields[14]) if children else 0)) / _TICK
+
+
+def _tree_cpu_s(root: int) -> float:
+    """CPU seconds of ``root`` (with its reaped children) and of its live children:
+    PostgreSQL's postmaster and the backends it forks."""
+    total = _cpu_s(root, children=True)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            if ppid == root:
+                total += _cpu_s(int(entry))
+        except (OSError, ValueError):  # gone meanwhile
+            continue
+    return total
+
+
+def _service_pids(pg: str, broker: str) -> tuple[int, int]:
+    """(PostgreSQL's postmaster, redis-server) by asking them."""
+    import psycopg
+    import redis
+
+    with psycopg.connect(pg) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with open(f"/proc/{backend}/stat") as stat:
+        postmaster = int(stat.read().rsplit(")", 1)[1].split()[1])
+    return postmaster, int(redis.Redis.from_url(broker).info("server")["process_id"])
+
+
 def _workers(n: int, journal: str, broker: str, log: Path) -> list[subprocess.Popen]:
     env = dict(os.environ, SMTPSTREAM_BROKER=broker, SMTPSTREAM_JOURNAL=journal,
                PYTHONPATH=os.pathsep.join([str(Path(smtpstream.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
@@ -78,11 +126,13 @@ def test_celery_engine_throughput(benchmark, services, sink, manifest, engine, t
 
     pg, broker = services
     port, _ = sink
+    cpu: dict[str, float] = {}
     if engine == "local":
-        start = time.perf_counter()
+        start, own = time.perf_counter(), time.process_time()
         with Campaign(str(tmp_path / "run.db"), server="127.0.0.1", port=port, connections=CONNECTIONS) as campaign:
             counts = campaign.run(read_manifest(manifest), TEMPLATE)
         elapsed = time.perf_counter() - start
+        cpu["engine"] = cpu["all"] = time.process_time() - own
     else:
         import redis
 
@@ -92,11 +142,17 @@ def test_celery_engine_throughput(benchmark, services, sink, manifest, engine, t
         workers = _workers(n, journal, broker, tmp_path / "workers.log")
         try:
             time.sleep(5.0)  # imported and listening before the clock starts
-            start = time.perf_counter()
+            postmaster, redis_pid = _service_pids(pg, broker)
+            before = ([_cpu_s(w.pid) for w in workers], _tree_cpu_s(postmaster), _cpu_s(redis_pid))
+            start, own = time.perf_counter(), time.process_time()
             enqueue(journal, read_manifest(manifest), TEMPLATE, broker=broker, server="127.0.0.1", port=port,
                     connections=CONNECTIONS, batch_size=500)
+            enqueuing = time.process_time() - own
             counts = progress(journal, interval=0.05)
             elapsed = time.perf_counter() - start
+            cpu["engine"] = sum(_cpu_s(w.pid) for w in workers) - sum(before[0])
+            cpu["all"] = (cpu["engine"] + enqueuing + _tree_cpu_s(postmaster) - before[1]
+                          + _cpu_s(redis_pid) - before[2])
         finally:
             for w in workers:
                 w.send_signal(signal.SIGTERM)
@@ -105,12 +161,20 @@ def test_celery_engine_throughput(benchmark, services, sink, manifest, engine, t
     assert counts["sent"] == ROWS
     rate = ROWS / elapsed
     _results[engine] = rate
+    _cpu[engine] = cpu
     benchmark.group = f"celery/{ROWS}x2KiB/{CONNECTIONS}conn"
     benchmark.name = engine
-    benchmark.extra_info.update(msgs_per_s=rate, seconds=elapsed, rows=ROWS)
+    benchmark.extra_info.update(msgs_per_s=rate, seconds=elapsed, rows=ROWS,
+                                cpu_ms_per_msg=1000 * cpu["engine"] / ROWS, cpu_ms_per_msg_all=1000 * cpu["all"] / ROWS)
+    line = f"\n{engine}: {rate:.0f} msgs/s, CPU {1000 * cpu['engine'] / ROWS:.3f} ms/msg ({1000 * cpu['all'] / ROWS:.3f} all)"
     if engine != "local" and "local" in _results:
         workers_n = int(engine.split("-")[1])
+        local = _cpu["local"]["engine"]
         benchmark.extra_info["vs_local"] = rate / _results["local"]
         benchmark.extra_info["per_worker_vs_local"] = rate / workers_n / _results["local"]
-    print(f"\n{engine}: {rate:.0f} msgs/s" + (f" ({rate / _results['local']:.2f}x local)" if engine != "local" else ""))
+        benchmark.extra_info["per_core_vs_local"] = local / cpu["engine"]
+        benchmark.extra_info["per_core_all_vs_local"] = local / cpu["all"]
+        line += (f" ({rate / _results['local']:.2f}x local; per core {local / cpu['engine']:.2f}x,"
+                 f" with PostgreSQL, redis and enqueue {local / cpu['all']:.2f}x)")
+    print(line)
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
