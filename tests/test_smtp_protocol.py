@@ -599,7 +599,8 @@ def _queue_id_by_patterns(reply: Reply) -> str | None:
     return None
 
 
-_REPLY_PIECES = ["queued as ", "QUEUED AS ", "Queued mail for delivery", "id=", "ID=", "ıd=", "aſ",
+_REPLY_PIECES = ["queued as ", "QUEUED AS ", "Queued mail for delivery", "id=", "ID=", "ıd=", "aſ", "ıD=Q1",
+                 "queued aſ Q9", "<Q7> Queued mail for delivery", "Q5 Message accepted for delivery",
                  " Message accepted for delivery", "OK ", " - gsmtp", "GSMTP", "<", ">", "1700000000 ",
                  "4AB12", "2.0.0 ", " ", "K", "İ", "x"]
 
