@@ -587,18 +587,6 @@ def test_reply_helpers():
     assert Reply(250, ("OK ıD=x1",)).queue_id == "x1" and Reply(250, ("queued aſ Q9",)).queue_id == "Q9"
 
 
-def _queue_id_by_patterns(reply: Reply) -> str | None:
-    """queue_id as the five patterns alone give it (no hints first)."""
-    from smtpstream.smtp.reply import _QUEUE_ID
-
-    for text in (reply.message, *reply.lines[1:]):
-        for pattern in _QUEUE_ID:
-            found = pattern.search(text)
-            if found:
-                return found.group(1)
-    return None
-
-
 _REPLY_PIECES = ["queued as ", "QUEUED AS ", "Queued mail for delivery", "id=", "ID=", "ıd=", "aſ", "ıD=Q1",
                  "queued aſ Q9", "<Q7> Queued mail for delivery", "Q5 Message accepted for delivery",
                  " Message accepted for delivery", "OK ", " - gsmtp", "GSMTP", "<", ">", "1700000000 ",
@@ -610,7 +598,7 @@ _REPLY_PIECES = ["queued as ", "QUEUED AS ", "Queued mail for delivery", "id=", 
                            .map("".join), min_size=1, max_size=3))
 def test_queue_id_hints_never_change_the_answer(lines):
     reply = Reply(250, tuple(lines))
-    assert reply.queue_id == _queue_id_by_patterns(reply)
+    assert reply.queue_id == reply._queue_id_by_patterns()  # the patterns alone, no hint first
 
 
 # ------------------------------------------------------------------ the dialogue, sans I/O

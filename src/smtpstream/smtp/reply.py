@@ -103,6 +103,10 @@ class Reply(Value):
         """The queue id a final 250 names ("queued as 4AB12"), or None."""
         if _QUEUE_ID_HINT.search("\n".join(self.lines).lower()) is None:
             return None
+        return self._queue_id_by_patterns()
+
+    def _queue_id_by_patterns(self) -> str | None:
+        """What the patterns find, each line in turn (the hint above only skips this)."""
         for text in (self.message, *self.lines[1:]):
             for pattern in _QUEUE_ID:
                 found = pattern.search(text)
