@@ -40,6 +40,9 @@ RECV_SIZE = 65536
 #: Over TLS (no ``sendmsg``), buffers of a write smaller than this in total are
 #: joined into one ``sendall``; bigger ones are written one by one, uncopied.
 JOIN_LIMIT = 262144
+#: Buffers of a write totalling at most this many octets are joined into one
+#: (a message's end and the next one's envelope): no vector to build.
+COPY_LIMIT = 16384
 
 
 def send(mailt: SendFields | Mapping[str, Any] | None = None, /, **fields: Unpack[SendFields]) -> SendResult:
@@ -356,31 +359,37 @@ class Session:
         if sock is None:
             raise SMTPServerDisconnected("the connection is closed", phase=action.phase)
         if type(action) is Write:
-            sock.settimeout(action.timeout)
+            _set_timeout(sock, action.timeout)
             buffers = action.buffers
             if len(buffers) == 1:
                 sock.sendall(buffers[0])
-            elif not _is_tls(sock) and hasattr(sock, "sendmsg"):
-                _send_vector(sock, buffers)  # one syscall, no copy
-            elif sum(map(len, buffers)) <= JOIN_LIMIT:
-                sock.sendall(b"".join(buffers))
             else:
-                for buffer in buffers:
-                    sock.sendall(buffer)
+                size = sum(map(len, buffers))
+                if size <= COPY_LIMIT:  # joining a few KiB costs less than a vector of views
+                    sock.sendall(b"".join(buffers))
+                elif not _is_tls(sock) and hasattr(sock, "sendmsg"):
+                    _send_vector(sock, buffers)  # one syscall, no copy
+                elif size <= JOIN_LIMIT:
+                    sock.sendall(b"".join(buffers))
+                else:
+                    for buffer in buffers:
+                        sock.sendall(buffer)
             return None
         if type(action) is Read:
             now = time.monotonic()
-            if not action.more:
-                self._deadline = now + action.timeout
-            left = self._deadline - now
-            if left <= 0:
-                raise TimeoutError("timed out")  # socket.timeout
-            sock.settimeout(left)
+            if action.more:
+                left = self._deadline - now
+                if left <= 0:
+                    raise TimeoutError("timed out")  # socket.timeout
+            else:
+                left = action.timeout
+                self._deadline = now + left
+            _set_timeout(sock, left)
             return sock.recv(RECV_SIZE)
         if type(action) is Poll:
             if not self._readable():
                 return None
-            sock.settimeout(action.timeout)
+            _set_timeout(sock, action.timeout)
             return sock.recv(RECV_SIZE)
         if type(action) is UpgradeTLS:
             if self._readable():  # before our ClientHello the server has nothing to say
@@ -399,6 +408,13 @@ class Session:
                 self._poller.register(sock.fileno(), select.POLLIN)
             return bool(self._poller.poll(0))
         return bool(select.select([sock], [], [], 0)[0])  # pragma: no cover - no poll() here
+
+
+def _set_timeout(sock: Any, timeout: float) -> None:
+    """``sock.settimeout(timeout)`` unless it is in force already: each call is a
+    system call (the socket's blocking mode is set again), two a message otherwise."""
+    if sock.gettimeout() != timeout:
+        sock.settimeout(timeout)
 
 
 def _is_tls(sock: Any) -> bool:
