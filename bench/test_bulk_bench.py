@@ -3,7 +3,9 @@
 Each sender is a whole process under ``/usr/bin/time -v`` (``timed_run`` of
 test_sender_bench): wall time, CPU seconds (user + sys), peak RSS; one round.
 Senders (bench/senders/bulk_*; arguments HOST PORT KIND COUNT CONNECTIONS):
-smtpstream's ``pool.Pool.send_many`` (threads) and ``pool.AsyncPool.send_many``
+smtpstream's ``pool.Pool.send_many`` (threads), the same with the messages made from
+one ``message.template`` (``smtpstream-template``: layout and body built once, To and
+Subject per message) and ``pool.AsyncPool.send_many``
 (``smtpstream-async``: one thread), the standard library (N threads, one
 smtplib.SMTP each), aiosmtplib (N tasks, one connection each) and nodemailer
 (``pool: true, maxConnections: N``, every sendMail at once).
@@ -47,6 +49,7 @@ CONNECTIONS = [1, 4]
 BULK_SENDERS = {
     "smtpstream": [sys.executable, str(HERE / "bulk_smtpstream.py")],
     "smtpstream-async": [sys.executable, str(HERE / "bulk_smtpstream.py"), "--async"],
+    "smtpstream-template": [sys.executable, str(HERE / "bulk_smtpstream.py"), "--template"],
     "smtplib": [sys.executable, str(HERE / "bulk_smtplib.py")],
     "aiosmtplib": [sys.executable, str(HERE / "bulk_aiosmtplib.py")],
     "nodemailer": ["node", str(HERE / "bulk_nodemailer.js")],

@@ -2,7 +2,8 @@
 
 ``message(mesgt)`` turns a message table into a source of byte chunks;
 ``attachment``, ``inline``, ``text``, ``html``, ``alternative``, ``related``
-and ``cached`` build the parts users usually want. See ``builder`` for the
+and ``cached`` build the parts users usually want; ``template(mesgt)``
+prepares a table once for many messages that differ in a few headers. See ``builder`` for the
 table's shape and where we depart from LuaSocket.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .builder import MessageError, MessageSource, SharedBody, encode_text, messa
 from .headers import HeaderError
 from .parts import alternative, attachment, cached, html, inline, related, text
 from .fromemail import from_email
+from .template import MessageTemplate, template
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
@@ -22,7 +24,7 @@ if TYPE_CHECKING:  # annotations only: typing takes milliseconds to import
 __all__ = [
     "message", "MessageSource", "MessageError", "HeaderError", "Body", "CachedBody",
     "attachment", "inline", "text", "html", "alternative", "related", "cached",
-    "encode_text", "write_eml", "shared", "SharedBody", "from_email",
+    "encode_text", "write_eml", "shared", "SharedBody", "from_email", "template", "MessageTemplate",
 ]
 
 

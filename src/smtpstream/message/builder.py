@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 
 from .. import __version__, filters
 from .._lazyre import Pattern
@@ -618,6 +618,28 @@ def message(mesgt: Mapping[Any, Any], *, dkim: Any = None, unsubscribe: Any = No
     given = _lower_headers(mesgt.get("headers"), "message")
     if unsubscribe is not None:
         given.update(unsubscribe_headers(unsubscribe, given))
+    body = mesgt.get("body")
+    if isinstance(body, SharedBody):
+        unknown = set(mesgt) - {"headers", "body"}
+        if unknown:
+            raise MessageError(f"message: unknown keys {sorted(map(str, unknown))}")
+        return _shared_message(given, body, None, {}, dkim, "message")
+    bcc, sender, recipients = _envelope_of(given)
+    defaults, message_id = _top_defaults(given, mesgt.get("zone"), sender)
+    table = dict(mesgt)
+    table["headers"] = given  # a copy: the caller's table is never changed (spec 5.3 item 9)
+    root = _build(table, defaults, "message", given)
+    if isinstance(root, _Leaf):
+        # In a multipart the delimiter's CRLF ends a part's last line; a
+        # single-part message must end its last line itself.
+        root.body = _terminated(root.body)
+    source = MessageSource(root, sender, recipients, str(message_id))
+    return source if dkim is None else source.with_dkim(dkim)
+
+
+def _envelope_of(given: dict[str, Any]) -> tuple[Any, str | None, list[str]]:
+    """Take Bcc (never written) and MIME-Version (always ours) out of ``given``;
+    return the Bcc value and the envelope its From, To, Cc and Bcc describe."""
     bcc = given.pop("bcc", None)
     given.pop("mime-version", None)
     sender = None
@@ -625,12 +647,18 @@ def message(mesgt: Mapping[Any, Any], *, dkim: Any = None, unsubscribe: Any = No
         found = hdr.addresses(str(given["from"]))
         sender = found[0] if found else None
     recipients: list[str] = []
-    for field, value in (("to", given.get("to")), ("cc", given.get("cc")), ("bcc", bcc)):
+    for value in (given.get("to"), given.get("cc"), bcc):
         if value is not None:
             recipients.extend(hdr.addresses(str(value)))
+    return bcc, sender, recipients
+
+
+def _top_defaults(given: dict[str, Any], zone: Any, sender: str | None) -> tuple[list[tuple[str, Any]], Any]:
+    """The top level's fields written unless given (Date, Message-ID, MIME-Version,
+    X-Mailer), in order, and the message's Message-ID."""
     defaults: list[tuple[str, Any]] = []
     if "date" not in given:
-        defaults.append(("date", _date(mesgt.get("zone"))))
+        defaults.append(("date", _date(zone)))
     message_id = given.get("message-id")
     if message_id is None:
         message_id = f"<{os.urandom(16).hex()}@{_message_id_domain(sender)}>"
@@ -638,25 +666,31 @@ def message(mesgt: Mapping[Any, Any], *, dkim: Any = None, unsubscribe: Any = No
     defaults.append(("mime-version", "1.0"))
     if "x-mailer" not in given:
         defaults.append(("x-mailer", MAILER))
-    table = dict(mesgt)
-    table["headers"] = given  # a copy: the caller's table is never changed (spec 5.3 item 9)
-    body = table.get("body")
-    if isinstance(body, SharedBody):
-        unknown = set(table) - {"headers", "body"}
-        if unknown:
-            raise MessageError(f"message: unknown keys {sorted(map(str, unknown))}")
-        for name in ("content-type", "content-transfer-encoding"):
-            if name in given:
-                raise MessageError(f"message: a shared body brings its own {name}: do not give it")
-        own = _head(defaults, given)
-        root = _SharedRoot(own[:-2] + body.node.head, body)  # our fields, the body's, the empty line
-    else:
-        root = _build(table, defaults, "message", given)
-    if isinstance(root, _Leaf):
-        # In a multipart the delimiter's CRLF ends a part's last line; a
-        # single-part message must end its last line itself.
-        root.body = _terminated(root.body)
-    source = MessageSource(root, sender, recipients, str(message_id))
+    return defaults, message_id
+
+
+def _shared_message(given: dict[str, Any], body: SharedBody, zone: Any, lines: Mapping[str, bytes],
+                    dkim: Any, where: str, fresh: Container[str] = ()) -> MessageSource:
+    """A message of a shared body: our fields, the body's, the empty line.
+
+    ``lines``: fields already formatted (a template's), used for every header
+    of ``given`` they have and ``fresh`` does not name (those are new values:
+    formatted without the bounded cache, which they would only churn)."""
+    for name in ("content-type", "content-transfer-encoding"):
+        if name in given:
+            raise MessageError(f"{where}: a shared body brings its own {name}: do not give it")
+    bcc, sender, recipients = _envelope_of(given)
+    defaults, message_id = _top_defaults(given, zone, sender)
+    # The Message-ID is new in every message: formatted without the cache.
+    out = [(hdr.format_new_header if name == "message-id" else hdr.format_header)(name, value)
+           for name, value in defaults]
+    for name, value in given.items():
+        line = None if name in fresh else lines.get(name)
+        if line is None:
+            line = hdr.format_new_header(name, value) if name in fresh else hdr.format_header(name, value)
+        out.append(line)
+    out.append(body.node.head)
+    source = MessageSource(_SharedRoot(b"".join(out), body), sender, recipients, str(message_id))
     return source if dkim is None else source.with_dkim(dkim)
 
 

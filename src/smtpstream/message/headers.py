@@ -655,7 +655,8 @@ def addresses(value: str) -> list[str]:
     """
     if not isinstance(value, str):
         raise TypeError(f"address list must be str, got {type(value).__name__}")
-    _check_injection("address list", value)
+    if "\r" in value or "\n" in value or "\0" in value:
+        _check_injection("address list", value)
     if _BARE_ADDRESS.fullmatch(value):
         return [value]  # what the parser below gives for one ASCII local@domain
     return list(_envelope_addresses(value))
@@ -802,6 +803,11 @@ def format_header(name: str, value: Union[str, int]) -> bytes:
     return _format_header(name, value)
 
 
+def format_new_header(name: str, value: Union[str, int]) -> bytes:
+    """:func:`format_header` for a value seldom seen twice (a recipient's To): not cached."""
+    return _format_header(name, value)
+
+
 @functools.lru_cache(maxsize=4096)
 def _format_header_cached(name: str, value: Union[str, int]) -> bytes:
     return _format_header(name, value)
@@ -815,10 +821,12 @@ def _format_header(name: str, value: Union[str, int]) -> bytes:
     carry (non-ASCII in a structured field, a malformed address list) or one
     that cannot be folded into lines of at most 998 octets.
     """
-    check_name(name)
-    text = _value_text(value)
-    field = canonical_name(name)
-    _check_injection(f"{field} header value", text)
+    if type(name) is not str:
+        check_name(name)  # the TypeError (canonical_name's cache would raise its own for a list)
+    field = canonical_name(name)  # checks the name: once per name, then cached
+    text = value if type(value) is str else _value_text(value)
+    if "\r" in text or "\n" in text or "\0" in text:  # three scans in C: cheaper than the regex call
+        _check_injection(f"{field} header value", text)
     if len(field) + 1 > HARD_LIMIT:
         raise HeaderError(f"header name {name[:40]!r}... is too long for a {HARD_LIMIT}-octet line")
     key = field.lower()
