@@ -133,3 +133,48 @@ def test_unsubscribe_and_a_shared_body_given_as_such():
     assert got == expected and b"List-Unsubscribe: <https://example.com/u/1>" in got
     with pytest.raises(MessageError, match="do not give that header too"):
         layout.message({"list-unsubscribe": "<mailto:u@example.com>"}, unsubscribe="https://example.com/u")
+
+
+@pytest.mark.parametrize("part", [text("caf\u00e9 \u00e9t\u00e9\n"), alternative(text("plain\n"), html("<p>x</p>"))],
+                         ids=["text", "alternative"])
+def test_a_whole_part_as_the_body_keeps_its_content_fields(part):
+    layout = template({"headers": {"from": FROM}, "body": part})
+    own = {"to": "a@example.com", "subject": "s", "date": DATE, "message-id": "<1@x>"}
+    got = produce(layout.message(own))
+    parsed = email.message_from_bytes(got, policy=email.policy.default)
+    assert parsed.get_content_type() == part["headers"]["content-type"].split(";")[0]
+    head = got.split(b"\r\n\r\n", 1)[0]
+    assert head.count(b"Content-Type:") == 1 and head.count(b"MIME-Version:") == 1
+    if not parsed.is_multipart():  # the same bytes as the part given to message() directly
+        alone = produce(message({"headers": {**merged({"from": FROM}, own), **part["headers"]},
+                                 "body": part["body"]}))
+        assert got.split(b"\r\n\r\n", 1)[1] == alone.split(b"\r\n\r\n", 1)[1]
+        assert sorted(head.split(b"\r\n")) == sorted(alone.split(b"\r\n\r\n", 1)[0].split(b"\r\n"))
+
+
+def test_a_campaign_body_without_placeholders_is_built_once_and_reads_the_same(tmp_path, monkeypatch):
+    from smtpstream.campaign import template as campaign_template
+    from smtpstream.campaign.manifest import Row
+    from smtpstream.campaign.template import Template
+
+    shared_file = tmp_path / "terms.pdf"
+    shared_file.write_bytes(b"%PDF-1.4 terms" * 500)
+    tpl = Template("Billing <billing@example.com>", "Invoice {n}", "Dear customer,\nsee the terms.\n",
+                   html="<p>see the terms</p>", attach_all=[str(shared_file)], headers={"X-Campaign": "dec"})
+    built = []
+    monkeypatch.setattr(campaign_template, "template", lambda mesgt: built.append(mesgt) or template(mesgt))
+    rows = [Row(number=n, key=str(n), email=f"c{n}@example.com", values={"n": str(n)}, name=f"Customer {n}",
+                headers={"X-Campaign": "override"} if n == 2 else {}) for n in range(1, 4)]
+    raws = [produce(tpl.source(row, f"<{row.key}@billing.example.com>")) for row in rows]
+    assert len(built) == 1  # one layout for every row
+    # What the per-row path (message()) builds for the same row reads the same.
+    monkeypatch.setattr(tpl, "_same_body", False)
+    for row, raw in zip(rows, raws):
+        alone = produce(tpl.source(row, f"<{row.key}@billing.example.com>"))
+        got, want = (email.message_from_bytes(r, policy=email.policy.default) for r in (raw, alone))
+        fields = ("From", "To", "Subject", "Message-ID", "X-Campaign", "MIME-Version")
+        assert [got[f] for f in fields] == [want[f] for f in fields]
+        assert got["X-Campaign"] == ("override" if row.number == 2 else "dec")
+        assert [p.get_content_type() for p in got.walk()] == [p.get_content_type() for p in want.walk()]
+        assert [p.get_payload(decode=True) for p in got.walk() if not p.is_multipart()] == \
+               [p.get_payload(decode=True) for p in want.walk() if not p.is_multipart()]

@@ -17,7 +17,7 @@ import string
 from collections.abc import Sequence
 from typing import Any
 
-from ..message import alternative, attachment, cached, html, message, text
+from ..message import MessageTemplate, alternative, attachment, cached, html, message, template, text
 from ..message.headers import addresses, format_header
 from .manifest import ManifestError, Row
 
@@ -99,6 +99,8 @@ class Template:
         for path in self.attach_all:
             check_file(path, "--attach-all")
         self._shared: list[dict] | None = None
+        self._same_body = not any(name for pieces in (self._text, self._html or ()) for _, name in pieces)
+        self._template: MessageTemplate | None = None
 
     def definition(self) -> dict[str, Any]:
         """What identifies the campaign (and what a retry rebuilds the template from)."""
@@ -161,15 +163,31 @@ class Template:
         headers: dict[str, Any] = {"from": self.from_, "message-id": message_id}
         headers.update(self.headers)
         headers.update(own)
-        part = text(_render(self._text, values, False))
-        if self._html is not None:
-            part = alternative(part, html(_render(self._html, values, True)))
+        if not row.attach and self._same_body:
+            # Every row's body is the same: its layout is built once (message.template).
+            return self._layout().message({"message-id": message_id, **own})
+        part = self._part(values)
         files = [attachment(p) for p in row.attach] + self._shared_parts()
         if files:
             table = {"headers": headers, "body": {"parts": [part, *files]}}
         else:
             table = {"headers": {**headers, **part["headers"]}, "body": part["body"]}
         return message(table)
+
+    def _part(self, values: dict[str, str]) -> dict[str, Any]:
+        part = text(_render(self._text, values, False))
+        if self._html is not None:
+            part = alternative(part, html(_render(self._html, values, True)))
+        return part
+
+    def _layout(self) -> MessageTemplate:
+        """The message template of a body with no placeholder (rows without attachments)."""
+        if self._template is None:
+            files = self._shared_parts()
+            part = self._part({})
+            body = {"parts": [part, *files]} if files else part
+            self._template = template({"headers": {"from": self.from_, **self.headers}, "body": body})
+        return self._template
 
     @staticmethod
     def recipients(row: Row) -> list[str]:

@@ -725,7 +725,8 @@ _NOT_IN_URI = Pattern(r"[\s<>,\x00-\x1f\x7f]")
 
 def shared(body: Any) -> SharedBody:
     """A body (a str, bytes, a part's body or a multipart mapping, as in a
-    message table) built once for many messages: ``message({"headers": ...,
+    message table, or a whole part such as ``text(...)`` or
+    ``alternative(...)``, which brings its own Content-* fields) built once for many messages: ``message({"headers": ...,
     "body": shared_body})``. Every message then has the same body bytes,
     boundaries included, and a DKIM signer hashes them once for all (each
     message costs one header hash and one signature). Parts from one-shot
@@ -733,7 +734,10 @@ def shared(body: Any) -> SharedBody:
     """
     if isinstance(body, SharedBody):
         return body
-    node = _build({"body": body}, [], "shared body")
+    # A whole part (text(...), alternative(...)): its own Content-* fields come with it.
+    # No multipart mapping has these keys (parts are numbered or under "parts").
+    is_part = isinstance(body, Mapping) and bool(body) and set(body) <= {"headers", "body"}
+    node = _build(body if is_part else {"body": body}, [], "shared body")
     if isinstance(node, _Leaf):
         node.body = _terminated(node.body)
     _spill_one_shot(node)
