@@ -46,6 +46,7 @@ __all__ = [
     "NormalizeStuffer",
     "BodyCanonicalizer",
     "crlf_lines_only",
+    "stuffed_lines_only",
     "dkim_canonical",
 ]
 
@@ -1665,4 +1666,32 @@ def crlf_lines_only(data):
     cdef bint ok
     with nogil:
         ok = _crlf_lines_only(p, n)
+    return ok
+
+
+# ---------------------------------------------------------------- stuffed_lines_only
+
+cdef bint _stuffed_lines_only(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    # Line by line with memchr: no line starts with ".", its one CR is the CRLF ending it.
+    cdef const unsigned char* end = p + n
+    cdef const unsigned char* cr
+    while p < end:
+        if p[0] == 46:  # "."
+            return False
+        cr = <const unsigned char*>memchr(p, 13, <size_t>(end - p))
+        if cr == NULL or cr + 1 == end or cr[1] != 10 or memchr(p, 10, <size_t>(cr - p)) != NULL:
+            return False
+        p = cr + 2
+    return True
+
+
+def stuffed_lines_only(data):
+    """True when ``data`` (bytes) is whole CRLF lines, no other CR or LF, none starting with ``.``."""
+    if not isinstance(data, bytes):
+        raise TypeError(f"stuffed_lines_only needs bytes, got {type(data).__name__}")
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef bint ok
+    with nogil:
+        ok = _stuffed_lines_only(p, n)
     return ok

@@ -152,6 +152,27 @@ def test_crlf_lines_only_is_its_definition(filters_impl, data):
     assert filters_impl.crlf_lines_only(data) is _crlf_lines_by_definition(data)
 
 
+def _stuffed_lines_by_definition(data: bytes) -> bool:
+    # Whole CRLF lines, no other CR or LF, none starting with ".".
+    if not data:
+        return True
+    if not data.endswith(b"\r\n"):
+        return False
+    lines = data[:-2].split(b"\r\n")
+    return all(b"\r" not in line and b"\n" not in line and not line.startswith(b".") for line in lines)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(data=st.lists(st.sampled_from([b"ab", b"\r\n", b"\r", b"\n", b".", b"x" * 70, b""]), max_size=20).map(b"".join))
+def test_stuffed_lines_only_is_its_definition_and_the_stuffer_leaves_such_bytes_alone(filters_impl, data):
+    holds = filters_impl.stuffed_lines_only(data)
+    assert holds is _stuffed_lines_by_definition(data)
+    if holds:  # the promise the sender relies on to skip the stuffer
+        stuffer = filters_impl.NormalizeStuffer()
+        stuffer(b"Subject: x\r\n\r\n")
+        assert stuffer(data) == data and stuffer.state == 2 and stuffer.eol_state == 0
+
+
 def test_crlf_lines_only_on_encoded_lines_and_one_flaw(filters_impl):
     lines = binascii.b2a_base64(bytes(range(256)) * 40, newline=False)
     body = b"\r\n".join(lines[i:i + 76] for i in range(0, len(lines), 76)) + b"\r\n"

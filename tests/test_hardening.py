@@ -18,9 +18,11 @@ import time
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smtpstream import aio, ltn12, smtp
-from smtpstream.filters import CleanLines
+from smtpstream.filters import CleanLines, StuffedLines
 from smtpstream.message import attachment, cached, text
 from smtpstream.message.builder import MessageError
 from smtpstream.message.headers import HeaderError
@@ -282,6 +284,43 @@ def test_clean_lines_holds_only_when_it_keeps_its_promise():
     assert CleanLines(b"QUJD\r\nREVG\r\n").holds() and CleanLines(b"QUJD\r\nRE").holds()
     for broken in (b"QU.J\r\n", b"QUJD\n", b"QUJD\r", b"\nQUJD", b"QU\rJD\r\n", b"QUJD\n\r"):
         assert not CleanLines(broken).holds(), broken
+
+
+@pytest.mark.parametrize("transport", ["blocking", "aio"])
+def test_a_forged_stuffed_lines_chunk_cannot_smuggle_a_transaction(transport):
+    forged = b"hi\r\n.\r\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nx\r\n"
+    with ScriptedServer() as server:
+        got = deliver(transport, server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com",
+                      source=[b"Subject: x\r\n\r\n", StuffedLines(forged)])
+    assert not isinstance(got, SMTPError), got
+    assert [m.content for m in server.messages] == [b"Subject: x\r\n\r\n" + forged]
+    assert [m.mail_from for m in server.messages] == ["a@example.com"]
+
+
+def test_stuffed_lines_holds_only_when_it_keeps_its_promise():
+    assert StuffedLines(b"").holds() and StuffedLines(b"a.b\r\n\r\nc .\r\n").holds()
+    for broken in (b".a\r\n", b"a\r\n.b\r\n", b"a\n", b"a\r", b"a\r\nb", b"a\rb\r\n", b"\n\r\n", b"a\r\r\n"):
+        assert not StuffedLines(broken).holds(), broken
+
+
+_PIECES = [b"a", b".", b"..", b"\r\n", b"\r", b"\n", b" ", b"x" * 50, b""]
+
+
+@pytest.mark.parametrize("chunking", [False, True], ids=["data", "bdat"])
+@settings(max_examples=40, deadline=None)
+@given(pieces=st.lists(st.tuples(st.lists(st.sampled_from(_PIECES), max_size=12).map(b"".join), st.booleans()),
+                       max_size=8))
+def test_chunks_marked_stuffed_lines_truthfully_or_not_are_stored_as_plain_bytes(chunking, pieces):
+    marked = [StuffedLines(p) if mark else p for p, mark in pieces]
+    plain = [bytes(p) for p, _ in pieces]
+    stored = []
+    for chunks in (marked, plain):
+        with ScriptedServer(extensions=("PIPELINING", "CHUNKING") if chunking else ("PIPELINING",)) as server:
+            got = deliver("blocking", server=HOST, port=server.port, from_="a@example.com", rcpt="b@example.com",
+                          source=[b"Subject: x\r\n\r\n", *chunks])
+        assert not isinstance(got, SMTPError), got
+        stored.append([m.content for m in server.messages])
+    assert stored[0] == stored[1] and len(stored[0]) == 1
 
 
 # ------------------------------------------------------------------ 10. small gaps, clear errors

@@ -21,7 +21,7 @@ def templated(job):
     if job.kind == "attach100k":
         body = {1: text(ATTACH_TEXT), 2: attachment(job.attachment)}
     else:
-        body = text(SMALL_BODY)["body"]
+        body = text(SMALL_BODY)
     layout = template({"headers": {"from": FROM}, "body": body})
     for i in range(job.count):
         yield {"source": layout.message({"to": f"user{i}@example.com", "subject": subject(job.kind, i)})}

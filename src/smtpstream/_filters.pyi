@@ -16,10 +16,12 @@ __all__ = [
     "NormalizeStuffer",
     "BodyCanonicalizer",
     "crlf_lines_only",
+    "stuffed_lines_only",
     "dkim_canonical",
 ]
 
 def crlf_lines_only(data: bytes) -> bool: ...
+def stuffed_lines_only(data: bytes) -> bool: ...
 def dkim_canonical(data: bytes) -> bool: ...
 
 class _Filter:

@@ -23,6 +23,7 @@ __all__ = [
     "NormalizeStuffer",
     "BodyCanonicalizer",
     "crlf_lines_only",
+    "stuffed_lines_only",
     "dkim_canonical",
 ]
 
@@ -752,3 +753,13 @@ def crlf_lines_only(data: bytes) -> bool:
     if not isinstance(data, bytes):
         raise TypeError(f"crlf_lines_only needs bytes, got {type(data).__name__}")
     return b"." not in data and data.count(b"\r") == data.count(b"\r\n") == data.count(b"\n")
+
+
+def stuffed_lines_only(data: bytes) -> bool:
+    """True when ``data`` (bytes) is whole CRLF lines, no other CR or LF, none starting with ``.``."""
+    if not isinstance(data, bytes):
+        raise TypeError(f"stuffed_lines_only needs bytes, got {type(data).__name__}")
+    if not data:
+        return True
+    return (data.endswith(b"\r\n") and not data.startswith(b".") and b"\n." not in data
+            and data.count(b"\r") == data.count(b"\r\n") == data.count(b"\n"))

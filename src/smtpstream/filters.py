@@ -36,6 +36,8 @@ __all__ = [
     "BodyCanonicalizer",
     "CleanLines",
     "crlf_lines_only",
+    "stuffed_lines_only",
+    "StuffedLines",
     "dkim_canonical",
 ]
 
@@ -56,6 +58,7 @@ if TYPE_CHECKING or NO_EXTENSIONS:
         QPWrapper,
         crlf_lines_only,
         dkim_canonical,
+        stuffed_lines_only,
     )
 
     IMPLEMENTATION = "python"
@@ -75,6 +78,7 @@ else:
             QPWrapper,
             crlf_lines_only,
             dkim_canonical,
+            stuffed_lines_only,
         )
 
         IMPLEMENTATION = "cython"
@@ -93,6 +97,7 @@ else:
             QPWrapper,
             crlf_lines_only,
             dkim_canonical,
+            stuffed_lines_only,
         )
 
         IMPLEMENTATION = "python"
@@ -116,3 +121,21 @@ line break in the extension, far cheaper than stuffing).
     def holds(self) -> bool:
         """True when the bytes keep the promise: no ``.``, every CR and LF in a CRLF."""
         return crlf_lines_only(self)
+
+
+class StuffedLines(bytes):
+    """Bytes that are SMTP DATA as they stand when they start a line: whole
+    CRLF lines, no other CR or LF, and no line beginning with ``.``.
+
+    So :class:`NormalizeStuffer`, at the start of a line, would return them
+    unchanged and end at the start of a line again; a sender may skip it (the
+    message builder marks the text it encodes this way when it is so). Like
+    :class:`CleanLines` the marker proves nothing: a sender trusts it only
+    when :meth:`holds` (memchr from line break to line break in the extension).
+    """
+
+    __slots__ = ()
+
+    def holds(self) -> bool:
+        """True when the bytes keep the promise (an empty chunk does)."""
+        return stuffed_lines_only(self)

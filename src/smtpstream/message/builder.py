@@ -396,10 +396,16 @@ def _encode_short_text(data: bytes) -> tuple[str, bytes]:
 def _encode_text(data: bytes) -> tuple[str, bytes]:
     data = _crlf(data)
     if data.isascii() and b"\0" not in data and longest_line(data) <= MAX_LINE:
-        return "7bit", data
+        return "7bit", _marked(data)
     qp = _quoted_printable(data)
     b64 = _base64(data)
-    return ("quoted-printable", qp) if len(qp) <= len(b64) else ("base64", b64)
+    return ("quoted-printable", _marked(qp)) if len(qp) <= len(b64) else ("base64", _marked(b64))
+
+
+def _marked(encoded: bytes) -> bytes:
+    """The encoded text as :class:`~smtpstream.filters.StuffedLines` when it is so:
+    the sender then need not dot-stuff it (it checks the promise, far cheaper)."""
+    return filters.StuffedLines(encoded) if filters.stuffed_lines_only(encoded) else encoded
 
 
 def _leaf_body(body: Any, given: dict[str, Any], where: str) -> tuple[list[tuple[str, Any]], Body]:

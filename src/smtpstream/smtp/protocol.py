@@ -591,7 +591,15 @@ class ClientConnection:
         stuffer = self._stuffer
         if stuffer is None:
             stuffer = self._stuffer = filters.NormalizeStuffer()
-        if type(chunk) is filters.CleanLines and stuffer.eol_state == 0 and chunk.holds():
+        kind = type(chunk)
+        if kind is filters.StuffedLines and stuffer.state == 2 and stuffer.eol_state == 0 and chunk.holds():
+            # Whole lines from a line start, none beginning with ".": the stuffer
+            # would give them back unchanged and end where it is now.
+            if self._lines is not None:
+                self._lines(chunk, stuffed=True)
+            self.body_size += len(chunk)
+            return chunk
+        if kind is filters.CleanLines and stuffer.eol_state == 0 and chunk.holds():
             # Base64 lines: the stuffer would give them back unchanged. Skip the
             # scan and only restart the stuffer in the state the chunk leaves.
             if chunk:
