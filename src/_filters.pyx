@@ -1657,16 +1657,24 @@ cdef bint _crlf_lines_only(const unsigned char* p, Py_ssize_t n) noexcept nogil:
     return True
 
 
-def crlf_lines_only(data):
-    """True when ``data`` (bytes) has no ``.`` and every CR and LF in it is a CRLF pair."""
+ctypedef bint (*_BytesCheck)(const unsigned char*, Py_ssize_t) noexcept nogil
+
+
+cdef int _check_bytes(data, _BytesCheck check, str name) except -1:
+    """``check`` over the bytes of ``data``, without the GIL: 1 or 0 (-1: not bytes)."""
     if not isinstance(data, bytes):
-        raise TypeError(f"crlf_lines_only needs bytes, got {type(data).__name__}")
+        raise TypeError(f"{name} needs bytes, got {type(data).__name__}")
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef bint ok
     with nogil:
-        ok = _crlf_lines_only(p, n)
+        ok = check(p, n)
     return ok
+
+
+def crlf_lines_only(data):
+    """True when ``data`` (bytes) has no ``.`` and every CR and LF in it is a CRLF pair."""
+    return _check_bytes(data, _crlf_lines_only, "crlf_lines_only") == 1
 
 
 # ---------------------------------------------------------------- stuffed_lines_only
@@ -1687,11 +1695,4 @@ cdef bint _stuffed_lines_only(const unsigned char* p, Py_ssize_t n) noexcept nog
 
 def stuffed_lines_only(data):
     """True when ``data`` (bytes) is whole CRLF lines, no other CR or LF, none starting with ``.``."""
-    if not isinstance(data, bytes):
-        raise TypeError(f"stuffed_lines_only needs bytes, got {type(data).__name__}")
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
-    cdef bint ok
-    with nogil:
-        ok = _stuffed_lines_only(p, n)
-    return ok
+    return _check_bytes(data, _stuffed_lines_only, "stuffed_lines_only") == 1
