@@ -412,17 +412,19 @@ class Client:
         try:
             self.conn.receive_data(data)
         except SMTPProtocolError as exc:  # e.g. bytes injected after STARTTLS's 220
-            self._broken = True
-            exc.phase = exc.phase or self._phase
-            raise
+            raise self._broken_by(exc)
 
     def _event(self):
         try:
             return self.conn.next_event()
         except SMTPProtocolError as exc:
-            self._broken = True
-            exc.phase = exc.phase or self._phase
-            raise
+            raise self._broken_by(exc)
+
+    def _broken_by(self, exc: SMTPProtocolError) -> SMTPProtocolError:
+        """The server broke the protocol: the connection is unusable; ``exc`` gets the phase."""
+        self._broken = True
+        exc.phase = exc.phase or self._phase
+        return exc
 
     def _check(self, event: Any) -> Reply:
         if isinstance(event, ConnectionClosed):
@@ -439,11 +441,15 @@ class Client:
     def _reply(self) -> Gen:
         """Read until the next reply (paired with its command) is complete."""
         more = False
+        conn = self.conn
         while True:
-            event = self._event()
+            try:
+                event = conn.next_event()
+            except SMTPProtocolError as exc:  # _event(), inlined: this runs once per reply
+                raise self._broken_by(exc)
             if event is NEED_DATA:
-                pending = self.conn.pending
-                phase = _PHASE_OF[pending[0].verb] if pending else self._phase
+                awaited = conn.awaited
+                phase = _PHASE_OF[awaited.verb] if awaited is not None else self._phase
                 data = yield from self._act(Read(self._timeout(phase), phase, more))
                 more = True
                 self._receive(data)
@@ -476,9 +482,10 @@ class Client:
         self._owners[id(self.conn.last_sent)] = tx
 
     def _send(self, command: Command, tx: _Transaction | None = None) -> None:
-        self.conn.send(command)
+        conn = self.conn
+        conn.send(command)
         if tx is not None:
-            self._own(tx)
+            self._owners[id(conn.last_sent)] = tx  # as _own(tx)
         _debug("C: %r", command)  # AUTH payloads are hidden by the commands' repr
 
     def _exchange(self, command: Command, tx: _Transaction | None = None) -> Gen:
@@ -491,7 +498,7 @@ class Client:
         unsent = self.conn.data_to_send()
         if unsent:  # e.g. MAIL/RCPT queued for a BDAT that the source never delivered
             yield from self._write((unsent,), self._phase)
-        while self.conn.pending:
+        while self.conn.awaited is not None:
             self._file((yield from self._reply()))
 
     # ---- opening

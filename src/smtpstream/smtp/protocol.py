@@ -418,6 +418,11 @@ class ClientConnection:
         return tuple(self._pending)
 
     @property
+    def awaited(self) -> Command | None:
+        """The command whose reply comes next (the oldest unanswered), if any."""
+        return self._pending[0] if self._pending else None
+
+    @property
     def last_sent(self) -> Command | None:
         """The command queued last (a body's end of data and BDAT included), if unanswered."""
         return self._pending[-1] if self._pending else None
@@ -489,7 +494,8 @@ class ClientConnection:
         outcome = outcome_of(reply.code)
         if outcome not in OUTCOMES[verb]:
             self._fail(RemoteProtocolError(f"reply {reply.code} cannot answer {verb.value}"))
-        if outcome is not Outcome.NO and reply.code not in COMPLETES.get(verb, (reply.code,)):
+        completes = COMPLETES.get(verb)
+        if outcome is not Outcome.NO and completes is not None and reply.code not in completes:
             self._fail(RemoteProtocolError(
                 f"reply {reply.code} cannot answer {verb.value}: only {'/'.join(map(str, sorted(COMPLETES[verb])))}"
                 " completes it (RFC 5321 4.3.2)"))

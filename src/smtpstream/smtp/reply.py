@@ -158,6 +158,8 @@ class ReplyParser:
             if raw.endswith(b"\r"):
                 raw = raw[:-1]
             code, last, text = _split_line(raw)
+            if last and self._code is None:  # a one-line reply: most of them
+                return code, (text,)
             if self._code is not None and code != self._code:
                 raise RemoteProtocolError(
                     f"multi-line reply changed its code from {self._code} to {code} (RFC 5321 4.2.1)"
