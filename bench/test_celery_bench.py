@@ -104,10 +104,10 @@ def _service_pids(pg: str, broker: str) -> tuple[int, int]:
     import psycopg
     import redis
 
-    with psycopg.connect(pg) as conn:
+    with psycopg.connect(pg) as conn:  # its backend read while it lives: it exits with the connection
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    with open(f"/proc/{backend}/stat") as stat:
-        postmaster = int(stat.read().rsplit(")", 1)[1].split()[1])
+        with open(f"/proc/{backend}/stat") as stat:
+            postmaster = int(stat.read().rsplit(")", 1)[1].split()[1])
     return postmaster, int(redis.Redis.from_url(broker).info("server")["process_id"])
 
 
