@@ -136,13 +136,18 @@ class _Multipart:
 class SharedBody:
     """A message body built once and used by many messages: see :func:`shared`."""
 
-    __slots__ = ("node", "body_hashes")
+    __slots__ = ("node", "body_hashes", "seven_bit", "short_lines", "replayable")
 
     def __init__(self, node) -> None:
         self.node = node
         #: DKIM body hashes by canonicalisation: the body's bytes never change,
         #: so a campaign hashes them once however many messages are signed.
         self.body_hashes: dict[str, bytes] = {}
+        # Read by the sender for every message; fixed, as the bytes are (its one-shot
+        # parts were spilled to files before this is made).
+        self.seven_bit: bool = node.seven_bit
+        self.short_lines: bool = node.short_lines
+        self.replayable: bool = node.replayable
 
 
 class _SharedRoot:
@@ -171,15 +176,15 @@ class _SharedRoot:
 
     @property
     def replayable(self) -> bool:
-        return self.shared.node.replayable
+        return self.shared.replayable
 
     @property
     def seven_bit(self) -> bool:
-        return self.shared.node.seven_bit
+        return self.shared.seven_bit
 
     @property
     def short_lines(self) -> bool:
-        return self.shared.node.short_lines  # our own head is folded like any other
+        return self.shared.short_lines  # our own head is folded like any other
 
 
 class MessageSource:

@@ -247,7 +247,8 @@ class _Transaction:
     def __init__(self, key: Any, spec: MessageSpec) -> None:
         self.key = key
         self.spec = spec
-        self.originals: dict[Rcpt, str] = {}
+        #: Each RCPT command (by identity: an unhashed lookup) -> the recipient as given.
+        self.originals: dict[int, str] = {}
         self.wanted = 0  # distinct recipients: every one answered when rcpt has this many
         self.replies: list[Reply] = []
         self.mail: Reply | None = None
@@ -270,7 +271,7 @@ class _Transaction:
         if verb is Verb.MAIL:
             self.mail = reply
         elif verb is Verb.RCPT:
-            self.rcpt[self.originals[reply.command]] = reply
+            self.rcpt[self.originals[id(reply.command)]] = reply
         elif verb is Verb.DATA:
             self.data = reply
         elif verb is Verb.BDAT:
@@ -847,7 +848,7 @@ class Client:
         finally:
             self._in_transaction = False
 
-    def _envelope(self, spec: MessageSpec) -> tuple[Mail, list[Rcpt], dict[Rcpt, str]]:
+    def _envelope(self, spec: MessageSpec) -> tuple[Mail, list[Rcpt], dict[int, str]]:
         ext = self.conn.extensions
         sender, recipients = spec.sender, list(spec.recipients)
         utf8 = spec.needs_smtputf8
@@ -880,11 +881,11 @@ class Client:
             params.extend(dsn.mail_params())
         mail = Mail(sender, tuple(params))
         rcpts: list[Rcpt] = []
-        originals: dict[Rcpt, str] = {}
+        originals: dict[int, str] = {}
         for given, address in zip(spec.recipients, recipients):
             command = Rcpt(address, tuple(dsn.rcpt_params(address)) if dsn is not None else ())
             rcpts.append(command)
-            originals[command] = given
+            originals[id(command)] = given  # looked up only with its own reply (which holds it)
         return mail, rcpts, originals
 
     def _transaction(self, tx: _Transaction) -> Gen:

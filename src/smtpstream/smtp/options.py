@@ -476,16 +476,15 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
     source read before is rewound, or refused (:class:`SMTPSourceError`)
     when it cannot be read again: it is sent whole or not at all.
     """
-    unknown = sorted(set(fields) - MESSAGE_FIELDS)
-    if unknown:
-        raise TypeError(f"unknown message field(s) {unknown}")
-    if fields.get("source") is None:
+    if not fields.keys() <= MESSAGE_FIELDS:
+        raise TypeError(f"unknown message field(s) {sorted(set(fields) - MESSAGE_FIELDS)}")
+    source = fields.get("source")
+    if source is None:
         raise TypeError("send: 'source' is required (an iterable of byte chunks or a callable source)")
-    source = fields["source"]
-    if emailmsg.is_message(source):
-        return _email_spec(source, fields)
     built = is_message_source(source)
     if not built:  # a message() source is one by construction
+        if emailmsg.is_message(source):
+            return _email_spec(source, fields)
         check_source(source)
     elif source.started:
         # Read before (a send that failed midway, or one that went through):
