@@ -314,7 +314,7 @@ class MessageSource:
 def _lower_headers(table: Any, where: str) -> dict[str, Any]:
     if table is None:
         return {}
-    if not isinstance(table, Mapping):
+    if type(table) is not dict and not isinstance(table, Mapping):  # the ABC check costs a call
         raise MessageError(f"{where}: headers must be a mapping, got {type(table).__name__}")
     out: dict[str, Any] = {}
     for name, value in table.items():

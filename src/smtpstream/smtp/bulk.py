@@ -39,6 +39,11 @@ RATE_LIMIT_STATUS = frozenset({"4.7.0", "4.7.28", "4.3.2", "4.4.5"})
 _SERVER_PHASES = frozenset({"connect", "greeting", "ehlo", "helo", "starttls", "auth", "mail"})
 
 
+def _is_mapping(fields: Any) -> bool:
+    """``isinstance(fields, Mapping)``, a dict answered without the ABC's check (per message)."""
+    return type(fields) is dict or isinstance(fields, Mapping)
+
+
 def backs_off(error: BaseException) -> bool:
     """Should this failure slow the whole pool down?
 
@@ -99,7 +104,7 @@ class BulkResult(Value, frozen=False):
     @property
     def key(self) -> Any:
         fields = self.fields
-        return fields.get("key") if isinstance(fields, Mapping) else None
+        return fields.get("key") if _is_mapping(fields) else None
 
     @property
     def unknown(self) -> bool:
@@ -243,7 +248,7 @@ class Batch:
         awaited before that end of data, its failure stopping the batch too."""
         fields = job.fields
         try:
-            waiting = self.before_end(fields.get("key") if isinstance(fields, Mapping) else None)
+            waiting = self.before_end(fields.get("key") if _is_mapping(fields) else None)
         except BaseException as exc:
             self.stop(exc)
             raise
@@ -259,7 +264,7 @@ class Batch:
     def spec(self, job: Job) -> MessageSpec | None:
         """The job's checked spec for its next attempt, or None when it already has its result."""
         fields = job.fields
-        if not isinstance(fields, Mapping):
+        if not _is_mapping(fields):
             self._file(job, error=SMTPError(
                 f"TypeError: a message must be a mapping of fields, got {type(fields).__name__}"))
             return None
@@ -327,7 +332,7 @@ class Batch:
             return
         self.open.pop(job.index, None)
         fields = job.fields
-        if result is not None and not result.refused and isinstance(fields, Mapping) and "source" in fields:
+        if result is not None and not result.refused and _is_mapping(fields) and "source" in fields:
             # Delivered to everyone: nothing will be resent, so the result does
             # not keep the message (a million results, not a million messages).
             fields = {k: v for k, v in fields.items() if k != "source"}

@@ -280,13 +280,14 @@ class _Transaction:
         elif verb in (Verb.END_DATA, Verb.BDAT_LAST):
             self.final = reply
 
-    @property
-    def accepted(self) -> list[str]:
-        return [r for r, reply in self.rcpt.items() if reply.positive]
-
-    @property
-    def all_answered(self) -> bool:
-        return len(self.rcpt) == self.wanted
+    def _all_refused(self) -> bool:
+        """Every recipient answered, none accepted."""
+        if len(self.rcpt) != self.wanted:
+            return False
+        for reply in self.rcpt.values():
+            if 200 <= reply.code < 300:  # Reply.positive, without its frame: run for every message
+                return False
+        return True
 
     def hopeless(self) -> bool:
         """True when the server has already said this message cannot go through."""
@@ -294,13 +295,13 @@ class _Transaction:
             return True
         if self.bdat_refusal is not None:
             return True
-        return self.all_answered and not self.accepted
+        return self._all_refused()
 
     def check(self) -> None:
         """Raise the error the replies so far add up to, if any (in dialogue order)."""
         if self.mail is not None and not self.mail.positive:
             raise SMTPSenderRefused("the sender was refused", phase="mail", reply=self.mail)
-        if self.all_answered and not self.accepted:
+        if self._all_refused():
             raise SMTPRecipientsRefused(f"all {len(self.rcpt)} recipient(s) refused", self.rcpt)
         if self.data is not None and not self.data.intermediate:
             raise SMTPDataError("DATA was refused", phase="data", reply=self.data)

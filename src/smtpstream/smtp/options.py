@@ -528,8 +528,8 @@ def message_spec(fields: Mapping[str, Any]) -> MessageSpec:
             raise TypeError("step cannot move an async iterable source")
         return MessageSpec(sender, recipients, AsyncChunks(source), size, None, dsn,
                            check_lines=_check_lines(source))
-    return MessageSpec(sender, recipients, ltn12.source.iterate(source), size, step, dsn, _eight_bit(source),
-                       _check_lines(source))
+    chunks = source if built else ltn12.source.iterate(source)  # a message() is its own iterator
+    return MessageSpec(sender, recipients, chunks, size, step, dsn, _eight_bit(source), _check_lines(source))
 
 
 def _envelope(sender: Any, rcpt: Any) -> tuple[str, tuple[str, ...]]:
@@ -537,7 +537,7 @@ def _envelope(sender: Any, rcpt: Any) -> tuple[str, tuple[str, ...]]:
     sender = mailbox(sender, "sender")
     if isinstance(rcpt, str):
         rcpt = (rcpt,)
-    elif not isinstance(rcpt, Iterable):
+    elif type(rcpt) is not list and type(rcpt) is not tuple and not isinstance(rcpt, Iterable):
         raise TypeError(f"rcpt must be an address or a list of addresses, got {type(rcpt).__name__}")
     recipients = tuple(mailbox(r, "recipient") for r in rcpt)
     if not recipients:

@@ -139,6 +139,25 @@ def check_address(address: str, what: str = "address", *, null_ok: bool = False)
     space outside a quoted local part, and the empty address unless
     ``null_ok`` (the null reverse-path ``<>`` of MAIL FROM).
     """
+    if type(address) is str:
+        # Remembered: a bulk send checks the same sender, and each recipient
+        # twice (its envelope, then its RCPT), for every message.
+        key = (address, what, null_ok)
+        path = _CHECKED.get(key)
+        if path is None:
+            path = _check_address(address, what, null_ok)
+            if len(_CHECKED) >= _CHECKED_MAX:
+                _CHECKED.clear()
+            _CHECKED[key] = path
+        return path
+    return _check_address(address, what, null_ok)
+
+
+_CHECKED: dict[tuple[str, str, bool], str] = {}
+_CHECKED_MAX = 1024
+
+
+def _check_address(address: str, what: str, null_ok: bool) -> str:
     _refuse_controls(address, what)
     inner = address[1:-1] if address.startswith("<") and address.endswith(">") else address
     if not inner:
