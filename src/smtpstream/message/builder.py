@@ -331,10 +331,16 @@ def _lower_headers(table: Any, where: str) -> dict[str, Any]:
 
 
 def _head(defaults: list[tuple[str, Any]], given: dict[str, Any]) -> bytes:
-    lines = [hdr.format_header(name, value) for name, value in defaults]
-    lines.extend(hdr.format_header(name, value) for name, value in given.items())
+    lines = [_field(name, value) for name, value in defaults]
+    lines += [_field(name, value) for name, value in given.items()]
     lines.append(CRLF)
     return b"".join(lines)
+
+
+def _field(name: str, value: Any) -> bytes:
+    """One header field; a Message-ID, new in every message, without the bounded
+    cache (which it would only churn)."""
+    return hdr.format_new_header(name, value) if name == "message-id" else hdr.format_header(name, value)
 
 
 def _content_type(value: Any) -> tuple[str, str]:
@@ -499,13 +505,15 @@ def _parts_of(body: Mapping, where: str) -> list[Any]:
     return [body[k] for k in numbered]
 
 
+_TABLE_KEYS = frozenset({"headers", "body", "zone"})
+
+
 def _build(mesgt: Any, defaults: list[tuple[str, Any]], where: str, given: dict[str, Any] | None = None):
     """A part's node; ``given``: its headers already checked and lowered (message()'s own copy)."""
-    if not isinstance(mesgt, Mapping):
+    if type(mesgt) is not dict and not isinstance(mesgt, Mapping):
         raise MessageError(f"{where}: a part must be a mapping with 'headers' and 'body'")
-    unknown = set(mesgt) - {"headers", "body", "zone"}
-    if unknown:
-        raise MessageError(f"{where}: unknown keys {sorted(map(str, unknown))}")
+    if not mesgt.keys() <= _TABLE_KEYS:
+        raise MessageError(f"{where}: unknown keys {sorted(map(str, set(mesgt) - _TABLE_KEYS))}")
     if given is None:
         given = _lower_headers(mesgt.get("headers"), where)
     body = mesgt.get("body")
@@ -624,7 +632,7 @@ def message(mesgt: Mapping[Any, Any], *, dkim: Any = None, unsubscribe: Any = No
     https URL (RFC 8058). ``dkim``: a :class:`smtpstream.dkim.Signer`; the
     message is signed (see :meth:`MessageSource.with_dkim`).
     """
-    if not isinstance(mesgt, Mapping):
+    if type(mesgt) is not dict and not isinstance(mesgt, Mapping):
         raise MessageError(f"message() needs a mapping, got {type(mesgt).__name__}")
     given = _lower_headers(mesgt.get("headers"), "message")
     if unsubscribe is not None:
@@ -692,13 +700,11 @@ def _shared_message(given: dict[str, Any], body: SharedBody, zone: Any, lines: M
             raise MessageError(f"{where}: a shared body brings its own {name}: do not give it")
     bcc, sender, recipients = _envelope_of(given)
     defaults, message_id = _top_defaults(given, zone, sender)
-    # The Message-ID is new in every message: formatted without the cache.
-    out = [(hdr.format_new_header if name == "message-id" else hdr.format_header)(name, value)
-           for name, value in defaults]
+    out = [_field(name, value) for name, value in defaults]
     for name, value in given.items():
         line = None if name in fresh else lines.get(name)
         if line is None:
-            line = hdr.format_new_header(name, value) if name in fresh else hdr.format_header(name, value)
+            line = hdr.format_new_header(name, value) if name in fresh else _field(name, value)
         out.append(line)
     out.append(body.node.head)
     source = MessageSource(_SharedRoot(b"".join(out), body), sender, recipients, str(message_id))

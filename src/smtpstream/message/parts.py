@@ -139,13 +139,21 @@ def text(content: Union[str, bytes], subtype: str = "plain", charset: str = "utf
     data = content.encode(charset) if isinstance(content, str) else bytes(content)
     used = "us-ascii" if data.isascii() else charset
     cte, encoded = encode_text(data)
+    ctype = _TEXT_TYPES.get((subtype, used))
+    if ctype is None:
+        ctype = hdr.format_params(f"text/{subtype}", {"charset": used})
+        if len(_TEXT_TYPES) < 64:  # a few subtypes and charsets in practice; more are formatted each time
+            _TEXT_TYPES[subtype, used] = ctype
     return {
         "headers": {
-            "content-type": hdr.format_params(f"text/{subtype}", {"charset": used}),
+            "content-type": ctype,
             "content-transfer-encoding": cte,
         },
         "body": BytesBody(encoded, short_lines=True),  # encode_text keeps every line within 998
     }
+
+
+_TEXT_TYPES: dict[tuple[str, str], str] = {}  # (subtype, charset) -> the Content-Type value text() writes
 
 
 def html(content: Union[str, bytes], charset: str = "utf-8") -> Part:

@@ -28,6 +28,7 @@ from .builder import (
     MessageError,
     MessageSource,
     SharedBody,
+    _TABLE_KEYS,
     _date,
     _lower_headers,
     _shared_message,
@@ -50,9 +51,8 @@ class MessageTemplate:
     def __init__(self, mesgt: Mapping[Any, Any]) -> None:
         if not isinstance(mesgt, Mapping):
             raise MessageError(f"template() needs a mapping, got {type(mesgt).__name__}")
-        unknown = set(mesgt) - {"headers", "body", "zone"}
-        if unknown:
-            raise MessageError(f"template: unknown keys {sorted(map(str, unknown))}")
+        if not mesgt.keys() <= _TABLE_KEYS:
+            raise MessageError(f"template: unknown keys {sorted(map(str, set(mesgt) - _TABLE_KEYS))}")
         given = _lower_headers(mesgt.get("headers"), "template")
         self.zone = mesgt.get("zone")
         _date(self.zone)  # a bad zone is refused now, not at the first message
