@@ -285,7 +285,7 @@ class _Transaction:
         if len(self.rcpt) != self.wanted:
             return False
         for reply in self.rcpt.values():
-            if 200 <= reply.code < 300:  # Reply.positive, without its frame: run for every message
+            if reply.positive:
                 return False
         return True
 
