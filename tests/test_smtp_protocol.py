@@ -554,6 +554,23 @@ def test_addresses_are_wrapped_once():
     assert Rcpt("jos\u00e9@b\u00fccher.example").encode() == "RCPT TO:<jos\u00e9@b\u00fccher.example>\r\n".encode()
 
 
+def test_a_remembered_address_check_answers_as_the_check_does():
+    # check_address remembers what it accepted: per argument, never a refusal.
+    assert Mail("").encode() == b"MAIL FROM:<>\r\n"  # the null sender, remembered with null_ok
+    for _ in range(2):
+        with pytest.raises(LocalProtocolError, match="sender is empty"):
+            check_address("", "sender")  # the same text and label without null_ok: refused every time
+        with pytest.raises(LocalProtocolError, match="white space"):
+            check_address("a b@c", "recipient")
+    assert check_address("x@y.example", "sender") == check_address("x@y.example", "recipient") == "<x@y.example>"
+    with pytest.raises(TypeError, match="must be str"):
+        check_address(["a@b"])  # not a str: checked, never remembered (nor hashed)
+    for n in range(3000):  # past the bound: forgotten and checked again, the same answers
+        assert check_address(f"user{n}@example.com", "recipient") == f"<user{n}@example.com>"
+    with pytest.raises(LocalProtocolError):
+        check_address("a\r\nRCPT TO:<b@c>", "recipient")
+
+
 @pytest.mark.parametrize("bad", ["SIZE=1\r\nQUIT", "=x", "SIZE=", "A B", "NOTIFY=a=b"])
 def test_parameters_are_checked(bad):
     with pytest.raises(LocalProtocolError):
