@@ -484,10 +484,9 @@ class Client:
         self._owners[id(self.conn.last_sent)] = tx
 
     def _send(self, command: Command, tx: _Transaction | None = None) -> None:
-        conn = self.conn
-        conn.send(command)
+        self.conn.send(command)
         if tx is not None:
-            self._owners[id(conn.last_sent)] = tx  # as _own(tx)
+            self._own(tx)
         _debug("C: %r", command)  # AUTH payloads are hidden by the commands' repr
 
     def _exchange(self, command: Command, tx: _Transaction | None = None) -> Gen:
